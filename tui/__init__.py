@@ -1,0 +1,1 @@
+"""Textual UI for kfdtrace (`kfdtrace view`)."""

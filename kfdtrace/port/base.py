@@ -64,6 +64,12 @@ class Port(abc.ABC):
     def doorbell(self, addr: int, value: int) -> None:
         """Store the 64-bit `value` at the mapped doorbell address `addr` (submits work)."""
 
+    # -- annotations ------------------------------------------------------------------------------
+    def annotate(self, kind: str, **fields) -> None:
+        """Driver-side facts that do not cross the OS boundary but a trace needs (a CPU wait and
+        the value it saw, a timeline signal, a code object loaded, a user marker). The host and
+        emulated ports ignore them; the recording port writes them as records."""
+
     # -- lifetime ------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Release everything the port holds (called once, when the last user closes it)."""

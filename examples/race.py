@@ -24,18 +24,19 @@ def main() -> int:
         x.view(np.float32)[:] = 0
         y.view(np.float32)[:] = 1
         copy, compute = dev.sdma_queue(), dev.compute_queue()
-        done = dev.timeline()
-        for i in range(8):                                  # the copy, in 8 packets
-            part = nbytes // 8
-            copy.copy(x, x_h, part, dst_offset=i * part, src_offset=i * part)
-        copy.signal(done, 1)
-        # BUG: missing `compute.wait(done, 1)` — the kernel may read x before the copy lands.
+        copied, computed = dev.timeline(), dev.timeline()
+        with copy.batch():                                  # the copy, in 32 packets, one doorbell
+            part = nbytes // 32
+            for i in range(32):
+                copy.copy(x, x_h, part, dst_offset=i * part, src_offset=i * part)
+            copy.signal(copied, 1)
+        # BUG: missing `compute.wait(copied, 1)` — the kernel may read x before the copy lands.
         compute.dispatch(prog["saxpy"], grid=N // 256, block=256, args=(1.0, x, y, N))
-        compute.signal(done, 2)
-        copy.wait(done, 2)
+        compute.signal(computed, 1)
+        copy.wait(computed, 1)
         copy.copy(out, y, nbytes)
-        copy.signal(done, 3)
-        done.wait(3)
+        copy.signal(copied, 2)
+        copied.wait(2)
         want = np.arange(N, dtype=np.float32) + 1
         got = out.view(np.float32)
         bad = int((got != want).sum())

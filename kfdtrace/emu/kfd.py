@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
+import random
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ ENOTSUPP = 524                            # kernel-internal errno KFD returns fo
 MAX_QUEUES = abi.KFD_MAX_NUM_OF_QUEUES_PER_PROCESS
 KICK_STEPS = 4096                         # packets the GPU may run on each ioctl
 DOORBELL_STEPS = 1 << 20                  # ... and after a doorbell (until idle, normally)
+KICK_BUDGETS = (0, 0, 0, 1, 1, 2, 3, 5, 8, 16)   # packets per kick with a schedule seed
 WAIT_SLICE = 0.002                        # s between re-checks when no queue can progress
 STALL_WARN = 10.0                         # s of a stalled infinite wait before saying so
 
@@ -224,6 +226,11 @@ class KfdModel:
         self.idr_base = 2 + 0x40 * machine
         self.strict_interrupts = strict_interrupts
         self.scheduler = Scheduler(seed)
+        # With a seed the GPU runs asynchronously to the CPU: each doorbell or ioctl lets it run a
+        # seeded number of packets (often none), so work submitted to several queues piles up and
+        # the scheduler interleaves it — races show up or not depending on the seed. Without a
+        # seed it runs to quiescence at every kick: an infinitely fast GPU, one fixed order.
+        self._kick_rng = random.Random(seed * 7919 + 1) if seed is not None else None
         self.shader = _default_shader()
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
@@ -334,7 +341,7 @@ class KfdModel:
                          errno=err)
             del s
             if nr != 0x0C:
-                self._run_gpu(KICK_STEPS)
+                self._kick(KICK_STEPS)
             self.cond.notify_all()
             return err
 
@@ -923,6 +930,14 @@ class KfdModel:
         self.scheduler.run(until=until, max_steps=max_steps)
         return self.scheduler.packets != before
 
+    def _kick(self, steps: int) -> None:
+        """The GPU's chance to run after a CPU action (see `_kick_rng`)."""
+        if self._kick_rng is not None:
+            steps = self._kick_rng.choice(KICK_BUDGETS)
+            if not steps:
+                return
+        self._run_gpu(steps)
+
     def run_gpu(self, max_steps: int | None = None) -> bool:
         with self.lock:
             ran = self._run_gpu(max_steps)
@@ -1115,7 +1130,7 @@ class KfdModel:
                     wptr = None
             self._record(op="doorbell", addr=addr, value=value, gpu_id=m[3],
                          queue_id=q.queue_id if q else None, wptr=wptr)
-            self._run_gpu(DOORBELL_STEPS)
+            self._kick(DOORBELL_STEPS)
             self.cond.notify_all()
 
     # -- teardown and leaks ------------------------------------------------------------------------

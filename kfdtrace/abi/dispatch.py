@@ -9,39 +9,36 @@ size (1). SPI_TMPRING_SIZE.WAVESIZE is in 1 KiB units on GFX9/GFX10 and 256-byte
 """
 from __future__ import annotations
 
-#: kernel_code_properties bits that enable user SGPRs: (bit, name, SGPR count)
-USER_SGPR_FIELDS = (
-    (0, "private_segment_buffer", 4),
-    (1, "dispatch_ptr", 2),
-    (2, "queue_ptr", 2),
-    (3, "kernarg_segment_ptr", 2),
-    (4, "dispatch_id", 2),
-    (5, "flat_scratch_init", 2),
-    (6, "private_segment_size", 1),
-)
-
-
-def user_sgprs(kernel_code_properties: int, *, private_segment_buffer=(0, 0, 0, 0),
+def user_sgprs(kernel_code_properties: int, rsrc2: int, *, private_segment_buffer=None,
                dispatch_ptr: int = 0, queue_ptr: int = 0, kernarg_ptr: int = 0,
-               dispatch_id: int = 0, flat_scratch_init: int = 0,
-               private_segment_size: int = 0) -> list[int]:
-    """The initial user SGPR values, in hardware order, for the features the kernel enables."""
-    values = {
-        "private_segment_buffer": list(private_segment_buffer),
-        "dispatch_ptr": [dispatch_ptr & 0xFFFFFFFF, dispatch_ptr >> 32],
-        "queue_ptr": [queue_ptr & 0xFFFFFFFF, queue_ptr >> 32],
-        "kernarg_segment_ptr": [kernarg_ptr & 0xFFFFFFFF, kernarg_ptr >> 32],
-        "dispatch_id": [dispatch_id & 0xFFFFFFFF, (dispatch_id >> 32) & 0xFFFFFFFF],
-        "flat_scratch_init": [flat_scratch_init & 0xFFFFFFFF, flat_scratch_init >> 32],
-        "private_segment_size": [private_segment_size],
-    }
+               dispatch_id: int = 0, flat_scratch_init: int = 0, private_segment_size: int = 0,
+               kernarg_preload=()) -> list[int]:
+    """The initial user SGPR values (32-bit each), in hardware order, for the features the kernel
+    descriptor enables; then padded with zeros to COMPUTE_PGM_RSRC2.USER_SGPR_COUNT (the CP loads
+    that many COMPUTE_USER_DATA registers; GFX11 code objects reserve extra so the system SGPRs
+    land at a fixed place) and cut to 16. `kernarg_preload` are the preloaded kernarg dwords."""
+    kcp = int(kernel_code_properties)
     out: list[int] = []
-    for bit, name, count in USER_SGPR_FIELDS:
-        if kernel_code_properties >> bit & 1:
-            v = values[name]
-            assert len(v) == count
-            out += [x & 0xFFFFFFFF for x in v]
-    return out
+
+    def pair(v: int) -> None:
+        v = int(v) & 0xFFFFFFFFFFFFFFFF
+        out.extend((v & 0xFFFFFFFF, v >> 32))
+
+    if kcp & 1:
+        psb = tuple(private_segment_buffer or (0, 0, 0, 0))
+        if len(psb) != 4:
+            raise ValueError(f"private_segment_buffer needs 4 dwords, got {len(psb)}")
+        out.extend(int(v) & 0xFFFFFFFF for v in psb)
+    for bit, value in ((1, dispatch_ptr), (2, queue_ptr), (3, kernarg_ptr), (4, dispatch_id),
+                       (5, flat_scratch_init)):
+        if kcp >> bit & 1:
+            pair(value)
+    out.extend(int(v) & 0xFFFFFFFF for v in kernarg_preload)
+    if kcp >> 6 & 1:
+        out.append((int(private_segment_size) + 3) & ~3 & 0xFFFFFFFF)
+    count = (int(rsrc2) >> 1) & 0x1F
+    out.extend([0] * max(0, count - len(out)))
+    return out[:16]
 
 
 def tmpring_wavesize_units(gfx_major: int) -> int:

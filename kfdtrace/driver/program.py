@@ -137,7 +137,8 @@ def dispatch_setup(queue, kernel: Kernel, grid, block, args, named) -> DispatchS
     else:
         kernarg_address = queue._kernarg(bytes(kernarg))
         region = (kernarg_address, len(kernarg))
-    sgprs = user_sgprs(kd.kernel_code_properties, dispatch_ptr=dispatch_ptr, kernarg_ptr=kernarg_address,
+    sgprs = user_sgprs(kd.kernel_code_properties, kd.compute_pgm_rsrc2, dispatch_ptr=dispatch_ptr,
+                       kernarg_ptr=kernarg_address,
                        private_segment_size=kernel.private_segment_size,
                        flat_scratch_init=scratch_base)
     return DispatchSetup(grid, block, kd.compute_pgm_rsrc1, kd.compute_pgm_rsrc2, kd.compute_pgm_rsrc3,

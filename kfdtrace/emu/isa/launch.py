@@ -15,52 +15,17 @@ import bisect
 
 import numpy as np
 
+from kfdtrace.abi.dispatch import user_sgprs
 from kfdtrace.emu.base import DispatchInfo, GpuPageFault
 from kfdtrace.errors import GpuFault, KfdtraceError
 
 _executor = None
 
 
-def aql_user_sgprs(kernel_code_properties: int, rsrc2: int, *, family, private_segment_buffer:
-                   tuple | None, dispatch_ptr: int, queue_ptr: int, kernarg_ptr: int,
-                   dispatch_id: int, flat_scratch_init: int, private_segment_size: int,
-                   kernarg_preload: list[int] | tuple = ()) -> list[int]:
-    """The initial user SGPR values (32-bit each) in hardware ABI order.
-
-    Values of registers that are not enabled are not emitted; the list is then padded with zeros
-    to COMPUTE_PGM_RSRC2.USER_SGPR_COUNT (the CP loads that many COMPUTE_USER_DATA registers —
-    gfx11 code objects pad it so that the system SGPRs land at a fixed place) and cut to 16.
-    `kernarg_preload` are the preloaded kernarg dwords (kernel descriptor kernarg_preload) for
-    targets that support it; `family` is accepted for ABI variants and not needed by the order.
-    """
-    kcp = int(kernel_code_properties)
-    out: list[int] = []
-
-    def pair(v: int) -> None:
-        v = int(v) & 0xFFFFFFFFFFFFFFFF
-        out.extend((v & 0xFFFFFFFF, v >> 32))
-
-    if kcp & 1:
-        psb = tuple(private_segment_buffer or (0, 0, 0, 0))
-        if len(psb) != 4:
-            raise KfdtraceError(f"private_segment_buffer needs 4 dwords, got {len(psb)}")
-        out.extend(int(v) & 0xFFFFFFFF for v in psb)
-    if kcp >> 1 & 1:
-        pair(dispatch_ptr)
-    if kcp >> 2 & 1:
-        pair(queue_ptr)
-    if kcp >> 3 & 1:
-        pair(kernarg_ptr)
-    if kcp >> 4 & 1:
-        pair(dispatch_id)
-    if kcp >> 5 & 1:
-        pair(flat_scratch_init)
-    out.extend(int(v) & 0xFFFFFFFF for v in kernarg_preload)
-    if kcp >> 6 & 1:
-        out.append((int(private_segment_size) + 3) & ~3 & 0xFFFFFFFF)
-    count = (int(rsrc2) >> 1) & 0x1F
-    out.extend([0] * max(0, count - len(out)))
-    return out[:16]
+def aql_user_sgprs(kernel_code_properties: int, rsrc2: int, *, family=None, **values) -> list[int]:
+    """The user SGPRs the CP loads for an AQL dispatch: `kfdtrace.abi.dispatch.user_sgprs` (the
+    same ABI the driver programs for PM4 dispatches); `family` is accepted for ABI variants."""
+    return user_sgprs(kernel_code_properties, rsrc2, **values)
 
 
 def default_executor():

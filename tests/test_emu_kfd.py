@@ -919,6 +919,7 @@ def test_engine_defect_stops_the_queue_not_the_caller(env, capfd):
     mq.engine._step = broken
     q.emit("NOP")
     q.submit()                                      # runs the GPU: must not raise
+    env.port.run_gpu()                              # (a seeded GPU may not have run it yet)
     f = env.port.faults[-1]
     assert (f["kind"], f["queue_id"]) == ("internal_error", q.args.queue_id)
     assert "ZeroDivisionError: emulator bug" in f["message"] and mq.engine.stopped

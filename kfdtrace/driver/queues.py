@@ -304,7 +304,7 @@ class SdmaQueue(Queue):
     def timestamp(self, addr) -> None:
         """Write the 64-bit GPU timestamp at `addr` (8-byte aligned)."""
         self._prepare(addr)
-        self._emit_dw(sdma.build("TIMESTAMP_GET_GLOBAL", self.family, addr=_addr(addr)))
+        self._emit_dw(sdma.build("TIMESTAMP_GET_GLOBAL", self.family, write_addr=_addr(addr)))
 
     def signal(self, timeline, value: int) -> None:
         """Set `timeline` to `value` when everything before has completed, then interrupt."""

@@ -1,0 +1,1 @@
+"""Modal screens: help (every key), the search prompt and the filter form."""

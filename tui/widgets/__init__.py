@@ -1,0 +1,1 @@
+"""The TUI's widgets: virtual lists, the timeline and the detail pane."""

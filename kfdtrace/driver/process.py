@@ -16,10 +16,10 @@ from kfdtrace.errors import KfdError, KfdtraceError
 from kfdtrace.port import open_port
 from kfdtrace.port.base import Port
 
-PAGE = 4096
-PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
-MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x4000, 0x100000
+from kfdtrace.port.host import (  # noqa: F401  (re-exported for the driver's modules)
+    MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ,
+    PROT_WRITE, PAGE_SIZE as PAGE,
+)
 
 #: where the driver asks for its GPU VA window (a hint; any free range works). A fixed, high,
 #: 47-bit address keeps allocations at the same VAs run after run, which replay relies on.

@@ -665,7 +665,9 @@ class KfdModel:
             return None
         return a
 
-    def _create_queue(self, s, d) -> int:
+    @staticmethod
+    def _check_queue_properties(s) -> int:
+        """The argument checks CREATE_QUEUE and UPDATE_QUEUE share (kfd_chardev.c does both)."""
         if (s.queue_percentage & 0xFF) > abi.KFD_MAX_QUEUE_PERCENTAGE:
             return E.EINVAL
         if s.queue_priority > abi.KFD_MAX_QUEUE_PRIORITY:
@@ -674,6 +676,12 @@ class KfdModel:
             return E.EFAULT
         if s.ring_size and s.ring_size & (s.ring_size - 1):
             return E.EINVAL
+        return 0
+
+    def _create_queue(self, s, d) -> int:
+        err = self._check_queue_properties(s)
+        if err:
+            return err
         if s.ring_size < abi.KFD_MIN_QUEUE_RING_SIZE:
             s.ring_size = abi.KFD_MIN_QUEUE_RING_SIZE
         if s.read_pointer_address + 4 > TASK_SIZE or s.write_pointer_address + 4 > TASK_SIZE:
@@ -775,14 +783,9 @@ class KfdModel:
         q.refs = []
 
     def _update_queue(self, s, d) -> int:
-        if (s.queue_percentage & 0xFF) > abi.KFD_MAX_QUEUE_PERCENTAGE:
-            return E.EINVAL
-        if s.queue_priority > abi.KFD_MAX_QUEUE_PRIORITY:
-            return E.EINVAL
-        if s.ring_base_address and s.ring_base_address + 8 > TASK_SIZE:
-            return E.EFAULT
-        if s.ring_size and s.ring_size & (s.ring_size - 1):
-            return E.EINVAL
+        err = self._check_queue_properties(s)
+        if err:
+            return err
         ring_size = max(s.ring_size, abi.KFD_MIN_QUEUE_RING_SIZE)
         q = self.proc.queues.get(s.queue_id)
         if q is None:

@@ -98,7 +98,8 @@ class Device:
         self.events: list[int] = []
         self._doorbell_base: int | None = None
         self._doorbell_offset: int | None = None
-        self._signal_pool = None
+        self._signal_pools: list[Buffer] = []
+        self._signal_next = 0
         self.closed = False
         proc.devices.append(self)
         # KFD reports GPU page faults as a memory-exception event; CPU waits watch it too, so a
@@ -226,14 +227,13 @@ class Device:
         return Program(self, code)
 
     def _signal_slot(self) -> tuple[Buffer, int]:
-        """64-byte, 64-byte aligned amd_signal_t slots carved from one GTT buffer."""
-        pool = self._signal_pool
-        if pool is None or pool[1] >= pool[0].size:
-            self._signal_pool = pool = [self.alloc(64 << 10, "gtt", _internal=True), 0, []]
-            self.__dict__.setdefault("_pools", []).append(pool[0])
-        buf, off = pool[0], pool[1]
-        pool[1] += 64
-        return buf, off
+        """A 64-byte, 64-byte aligned amd_signal_t slot carved from GTT pages of this device."""
+        if not self._signal_pools or self._signal_next >= self._signal_pools[-1].size:
+            self._signal_pools.append(self.alloc(64 << 10, "gtt", _internal=True))
+            self._signal_next = 0
+        off = self._signal_next
+        self._signal_next += 64
+        return self._signal_pools[-1], off
 
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -249,7 +249,7 @@ class Device:
             self.events.clear()
             for b in list(self.buffers):
                 b.free()
-            for b in self.__dict__.get("_pools", []):
+            for b in self._signal_pools:
                 b._destroy()
             if self._doorbell_base is not None:
                 self.proc.release(self._doorbell_base, abi.DOORBELL_SLICE_SIZE)

@@ -221,7 +221,7 @@ class Queue:
         out = []
         for q in self.device.queues:
             out += q._owned
-        out += self.device.__dict__.get("_pools", [])
+        out += self.device._signal_pools
         return out
 
     def _packet_at(self, ptr: int):

@@ -2,9 +2,11 @@
 
 A 256 MiB memfd mapped MAP_SHARED at a fixed address (as the emulated GPU's BOs are), 1% of its
 pages written at random through that mapping between collects. Per round, timed in the same
-run: `collect()` of the uffd-wp tracker, a plain numpy comparison of the whole buffer against a
-shadow copy, and `collect()` of a compare-method tracker on the same range. Each collect's result
-is checked against the pages actually written. Target: uffd collect <= 0.02 x numpy compare.
+run: `collect_runs()` of the uffd-wp tracker (what the recorder calls: the written pages gathered
+with one copy), on alternate rounds `collect()` (the same as (address, bytes) runs), a plain
+numpy comparison of the whole buffer against a shadow copy, and `collect()` of a compare-method
+tracker on the same range. Each collect's result is checked against the pages actually written.
+Target: uffd collect_runs <= 0.02 x numpy compare.
 
     python3 bench/memtrack.py [--mib 256] [--rounds 15] [--percent 1]
 """
@@ -79,8 +81,8 @@ def main() -> None:
     cur64 = buf.view(np.uint64).reshape(npages, P // 8)
     sh64 = shadow.view(np.uint64).reshape(npages, P // 8)
 
-    t_uffd, t_scan, t_np, t_cmp, t_write = [], [], [], [], []
-    for _ in range(args.rounds):
+    t_uffd, t_runs, t_scan, t_np, t_cmp, t_write = [], [], [], [], [], []
+    for rnd in range(args.rounds):
         pages = rng.choice(npages, nwrite, replace=False)
         offs = pages * P + rng.integers(0, P, nwrite)
         t0 = time.perf_counter()
@@ -90,8 +92,15 @@ def main() -> None:
 
         d0 = uffd.stats["per_method"][mt.UFFD_WP]["detect_s"]
         t0 = time.perf_counter()
-        got = uffd.collect()
-        t_uffd.append(time.perf_counter() - t0)
+        if rnd % 2:
+            got = uffd.collect()
+            t_uffd.append(time.perf_counter() - t0)
+        else:
+            caps = uffd.collect_runs()
+            t_runs.append(time.perf_counter() - t0)
+            got = [(a, data[pos - b + a:pos].tobytes()) for runs, data in caps
+                   for (a, b), pos in zip(runs.tolist(), np.cumsum(runs[:, 1] - runs[:, 0]).tolist())]
+            del caps
         t_scan.append(uffd.stats["per_method"][mt.UFFD_WP]["detect_s"] - d0)
         assert pages_of(got, addr) == want, "uffd collect returned the wrong pages"
 
@@ -120,11 +129,13 @@ def main() -> None:
     med = lambda xs: statistics.median(xs) * 1e3               # noqa: E731
     result.update({
         "rounds": args.rounds,
+        "uffd_collect_runs_ms": med(t_runs),
+        "uffd_collect_runs_ms_min_max": [min(t_runs) * 1e3, max(t_runs) * 1e3],
         "uffd_collect_ms": med(t_uffd),
-        "uffd_collect_ms_min_max": [min(t_uffd) * 1e3, max(t_uffd) * 1e3],
         "uffd_scan_ms": med(t_scan),
         "numpy_compare_whole_buffer_ms": med(t_np),
         "compare_method_collect_ms": med(t_cmp),
+        "ratio_uffd_collect_runs_vs_numpy_compare": med(t_runs) / med(t_np),
         "ratio_uffd_vs_numpy_compare": med(t_uffd) / med(t_np),
         "ratio_uffd_vs_compare_method": med(t_uffd) / med(t_cmp),
         "ratio_uffd_scan_vs_numpy_compare": med(t_scan) / med(t_np),
@@ -132,11 +143,12 @@ def main() -> None:
         "writes_ms_tracked": med(t_write),
         "writes_ms_untracked": med(t_plain),
         "note": "numpy compare = (u64 view != shadow).any(axis=1) over all pages plus the "
-                "shadow update of the changed pages; uffd_scan = the PAGEMAP_SCAN part of the "
+                "shadow update of the changed pages; uffd_scan = the PAGEMAP_SCAN part of a "
                 "uffd collect (detect + re-arm), the rest copies the written pages out; times "
-                "are medians over rounds; every collect was checked exact",
+                "are medians over rounds (collect_runs on even rounds, collect on odd ones); "
+                "every collect was checked exact",
     })
-    result["meets_target"] = result["ratio_uffd_vs_numpy_compare"] <= 0.02
+    result["meets_target"] = result["ratio_uffd_collect_runs_vs_numpy_compare"] <= 0.02
     print(json.dumps(result, indent=2))
 
 

@@ -521,3 +521,98 @@ def test_scan_loops_when_the_region_vector_fills(mappings, monkeypatch):
         assert set(got) == written and t.collect() == []
     finally:
         t.close()
+
+
+# -- collect_runs: one copy per range, staging buffers, adjacent ranges scanned together ------------
+@pytest.mark.parametrize("method", [UFFD_WP, COMPARE])
+def test_collect_runs_gathers_exactly_the_written_pages(method, mappings):
+    m = mappings("memfd", 256)
+    t = _tracker(method)
+    rng = np.random.default_rng(3)
+    try:
+        t.track(m.addr, m.size)
+        ((runs, data),) = t.collect_runs()                   # first: the whole range, one run
+        assert runs.tolist() == [[m.addr, m.addr + m.size]] and data.tobytes() == m.cpu.tobytes()
+        del data
+        for rnd in range(6):
+            pages = set(rng.choice(256, 40, replace=False).tolist()) | {10, 11, 12}     # some adjacent
+            for p in pages:
+                m.cpu[p * P + int(rng.integers(P))] ^= np.uint8(1 + rnd)
+            ((runs, data),) = t.collect_runs()
+            got = {(a - m.addr) // P + i for a, b in runs.tolist() for i in range((b - a) // P)}
+            assert got == pages, f"round {rnd}"
+            assert (runs % P == 0).all() and (runs[1:, 0] > runs[:-1, 1]).all()     # sorted, not touching
+            want = b"".join(m.cpu[a - m.addr:b - m.addr].tobytes() for a, b in runs.tolist())
+            assert data.tobytes() == want
+            del data                                      # the staging buffer is free again
+        assert len(t._staging.bufs) == 1                  # ... and was reused every round
+        assert t.collect_runs() == []
+    finally:
+        t.close()
+
+
+def test_adjacent_ranges_are_scanned_together_and_a_replaced_one_is_still_caught(mappings, monkeypatch):
+    m = mappings("memfd", 32)
+    t = _tracker(UFFD_WP)
+    calls = []
+    scan = t._uffd.scan
+    monkeypatch.setattr(t._uffd, "scan", lambda a, b: calls.append((a, b)) or scan(a, b))
+    try:
+        half = m.addr + 16 * P
+        t.track(m.addr, 16 * P)
+        t.track(half, 16 * P)
+        t.collect_runs()
+        calls.clear()
+        for p in (3, 15, 16, 20):                         # a run across the boundary of the two
+            m.cpu[p * P] ^= 1
+        caps = t.collect_runs()
+        assert calls == [(m.addr, m.addr + 32 * P)]       # one scan for both
+        assert [r.tolist() for r, _ in caps] == [[[m.addr + 3 * P, m.addr + 4 * P], [m.addr + 15 * P, half]],
+                                                 [[half, half + P], [half + 4 * P, half + 5 * P]]]
+        # the second range's mapping is replaced behind the tracker's back (no untrack)
+        fd = os.memfd_create("replaced", os.MFD_CLOEXEC)
+        os.ftruncate(fd, 16 * P)
+        _map(16 * P, mmap.MAP_SHARED, fd, addr=half)
+        os.close(fd)
+        m.cpu[16 * P + 5] = 9
+        m.cpu[2 * P] ^= 1
+        calls.clear()
+        caps = t.collect_runs()     # EPERM for the pair, which may have re-armed page 2 unseen:
+        assert len(calls) >= 3 and calls[0] == (m.addr, m.addr + 32 * P)   # one by one, and
+        assert [r.tolist() for r, _ in caps] == [[[m.addr, half]], [[half, half + 16 * P]]]  # both whole
+        assert caps[0][1].tobytes() == m.cpu[:16 * P].tobytes() and caps[1][1].tobytes() == m.cpu[16 * P:].tobytes()
+        assert "re-registered" in t.stats["fallbacks"][-1]["reason"]
+    finally:
+        t.close()
+
+
+def test_gather_takes_runs_of_any_shape():
+    rng = np.random.default_rng(11)
+    view = rng.integers(0, 256, 200 * P, dtype=np.uint8)
+    for trial in range(60):
+        k = int(rng.integers(1, 30))
+        cuts = np.sort(rng.choice(200, 2 * k, replace=False))
+        runs = cuts.reshape(-1, 2).astype(np.int64) * P
+        if trial % 3 == 0:
+            runs[:, 1] = runs[:, 0] + P                   # single pages
+        got = mt.gather(view, runs)
+        assert got.tobytes() == b"".join(view[a:b].tobytes() for a, b in runs.tolist())
+        out = np.zeros(got.size + 7, np.uint8)[:got.size]
+        assert mt.gather(view, runs, out) is out and out.tobytes() == got.tobytes()
+
+
+def test_staging_buffers_are_handed_out_again_only_when_free():
+    st = mt._Staging(limit=16 << 20)
+    a = st.take(3 << 20)
+    b = st.take(1 << 20)
+    assert len(st.bufs) == 2 and a.base is not b.base
+    view = memoryview(a[100:200])                       # a view keeps it busy
+    del a
+    c = st.take(3 << 20)
+    assert len(st.bufs) == 3
+    del view, c
+    d = st.take(2 << 20)                                # the smallest free one that fits
+    assert len(st.bufs) == 3 and d.size == 2 << 20 and d.base.size >= 2 << 20
+    assert d.ctypes.data % st.HUGE == 0
+    big = st.take(8 << 20)                              # more than a quarter of the limit: not kept
+    assert len(st.bufs) == 3 and big.size == 8 << 20

@@ -48,6 +48,11 @@ class Recording:
     def kind(self, k: str) -> list:
         return [r for r in self.records if r.kind == k]
 
+    def memwrites(self) -> list[tuple[object, int, bytes]]:
+        """(record, GPU VA, bytes) of every piece of CPU-written memory, in trace order."""
+        return [(m, va, data) for m in self.records if m.kind in ("memwrite", "memwrite_runs")
+                for va, data in self.reader.memory_writes(m)]
+
     @property
     def log(self) -> list[dict]:
         assert len(self.ports) == 1
@@ -178,10 +183,10 @@ def test_memwrites_and_checksums_hold_the_workload_data(sdma_copy):
     src, vram, dst = r.kind("alloc")[:3]
     # the CPU filled src: its memwrite holds exactly that, before the first submission
     (mw,) = [m for m in r.kind("memwrite") if m["alloc"] == src["handle"]]
-    assert mw["va"] == src["va"] and blob_bytes(r.reader, mw["data"]) == data.tobytes()
+    assert r.reader.memory_writes(mw) == [(src["va"], data.tobytes())] and type(mw["data"]) is bytes
     assert mw.n < r.kind("submit")[0].n
     # GPU-written memory (vram, the userptr destination) is never a memwrite
-    assert not [m for m in r.kind("memwrite") if m["alloc"] in (vram["handle"], dst["handle"])]
+    assert not [m for m, _, _ in r.memwrites() if m["alloc"] in (vram["handle"], dst["handle"])]
     # after the wait, the checksums describe what the GPU produced
     want = data.copy()
     want[-1024:] = 0xDEADBEEF
@@ -219,18 +224,18 @@ def test_memwrite_holds_exactly_what_the_cpu_wrote(tmp_path, monkeypatch, seed):
 
     r = Recording(tmp_path / "m.trace", work)
     src_va, host_va, ring, ring_size, wptr_addr = r.result
-    mws = r.kind("memwrite")
+    mws = r.memwrites()
     subs = r.kind("submit")
-    first = [m for m in mws if m["va"] == src_va]
-    assert len(first) == 1 and blob_bytes(r.reader, first[0]["data"]) == np.arange(8 * 1024, dtype=np.uint32).tobytes()
-    page3 = [m for m in mws if m.n > subs[2].n and src_va <= m["va"] < src_va + 8 * 4096]
-    assert len(page3) == 1 and page3[0]["va"] == src_va + 3 * 4096 and page3[0]["size"] == 4096
+    first = [(m, va, b) for m, va, b in mws if va == src_va]
+    assert len(first) == 1 and first[0][2] == np.arange(8 * 1024, dtype=np.uint32).tobytes()
+    page3 = [(m, va, b) for m, va, b in mws if m.n > subs[2].n and src_va <= va < src_va + 8 * 4096]
+    assert len(page3) == 1 and page3[0][1] == src_va + 3 * 4096 and len(page3[0][2]) == 4096
     want = np.arange(3 * 1024, 4 * 1024, dtype=np.uint32)
     want[5] = 0xABCDEF01
-    assert blob_bytes(r.reader, page3[0]["data"]) == want.tobytes()
-    assert page3[0].n < subs[3].n
-    for m in mws:                               # never the ring, the write pointer, GPU results
-        lo, hi = m["va"], m["va"] + m["size"]
+    assert page3[0][2] == want.tobytes()
+    assert page3[0][0].n < subs[3].n
+    for _, lo, b in mws:                        # never the ring, the write pointer, GPU results
+        hi = lo + len(b)
         assert hi <= ring or lo >= ring + ring_size
         assert not lo <= wptr_addr < hi
         assert hi <= host_va or lo >= host_va + 8 * 4096

@@ -41,6 +41,8 @@ def samples(w: TraceWriter) -> list[tuple[str, dict]]:
                               wptr_addr=0x7F0000001000, rptr_addr=0x7F0000001008,
                               doorbell_offset=0xC000000000000000 | (GPU_ID << 46) | 0x10, engine="sdma")),
         ("memwrite", dict(va=0x7F0000200000, size=4096, data=mem, alloc=(GPU_ID << 32) | 7)),
+        ("memwrite_runs", dict(va=0x7F0000201000, size=4104, runs=F.RUN.pack(0, 4096) + F.RUN.pack(0x3000, 0x3008),
+                               data=b"\x22" * 4096 + b"\x33" * 8, alloc=(GPU_ID << 32) | 7)),
         ("codeobj", dict(blob=code, va=0x7F0000300000, size=304, target="amdgcn-amd-amdhsa--gfx1100")),
         ("submit", dict(queue_id=2, engine="sdma", wptr_before=0, wptr_after=64, dwords=b"\x00" * 16 + b"\x01" * 48,
                         ibs=[{"addr": 0x7F0000400000, "size": 256, "blob": ib}], doorbell=0x7F1000000010, value=64)),
@@ -88,7 +90,14 @@ def test_every_kind_has_a_sample_that_conforms(tmp_path):
     for kind, fields in recs:
         assert validate(kind, fields) == [], kind
     assert validate("signal", {"addr": 1, "value": "x", "queue": None}) == ["signal.value: expected int, got str"]
-    assert validate("memwrite", {"va": 1, "size": 1, "data": b"x" * 16, "alloc": None})[0].startswith("memwrite.data")
+    assert validate("memwrite", {"va": 1, "size": 1, "data": 16, "alloc": None}) == [
+        "memwrite.data: expected bytes|blob, got int"]
+    runs = dict(fields_of(recs, "memwrite_runs"))
+    for bad, why in ((dict(size=4105), "cover 4104 bytes, size says 4105"), (dict(runs=b"\0" * 15), "multiple of 16"),
+                     (dict(runs=F.RUN.pack(0, 4096) + F.RUN.pack(8, 16)), "not after the previous"),
+                     (dict(runs=F.RUN.pack(0, 4096) + F.RUN.pack(0x3008, 0x3000)), "is empty"),
+                     (dict(data=b"\0" * 4100), "4100 bytes, size says 4104")):
+        assert why in " ".join(validate("memwrite_runs", dict(runs, **bad))), why
     assert validate("nope", {}) == ["unknown record kind 'nope'"]
     w.close()
 
@@ -99,7 +108,7 @@ def test_round_trip_all_kinds(tmp_path, codec):
     recs = write_samples(path, codec=codec, chunk_bytes=256)
     with TraceReader(path) as r:
         assert r.finalized and not r.recovered and r.status == "finalized" and r.warnings == []
-        assert r.version == FORMAT_VERSION and r.header["backend"] == "emu" and r.header["format"] == "1.0"
+        assert r.version == FORMAT_VERSION and r.header["backend"] == "emu" and r.header["format"] == "1.1"
         assert r.header["tool"] == "kfdtrace" and r.header["pid"] == os.getpid()
         got = list(r.records())
         assert len(got) == len(r) == len(recs) + 1 and len(r.chunks) > 1
@@ -115,6 +124,14 @@ def test_round_trip_all_kinds(tmp_path, codec):
         assert r.resolve(sub_blob["dwords"]) == bytes(range(64)) * 4 and r.resolve(sub_inline["dwords"]) == fields_of(
             recs, "submit")["dwords"]
         assert r.blob(got[[k for k, _ in recs].index("memwrite")]["data"]) == b"\x11" * 4096
+        mw = [k for k, _ in recs].index("memwrite")
+        assert r.memory_writes(got[mw]) == [(0x7F0000200000, b"\x11" * 4096)]
+        assert r.memory_writes(got[mw + 1]) == [(0x7F0000201000, b"\x22" * 4096), (0x7F0000204000, b"\x33" * 8)]
+        with pytest.raises(TraceError, match=r"record 1 \(marker\)"):
+            r.memory_writes(Record(1, "marker", 0, 0, {"label": "x"}))
+        bad = Record(7, "memwrite_runs", 0, 0, dict(fields_of(recs, "memwrite_runs"), runs=F.RUN.pack(0, 8)))
+        with pytest.raises(TraceError, match="record 7 .*runs cover 8 bytes"):
+            r.memory_writes(bad)
         assert r.record(2) == got[2] and r.record(2)["prot"] == 3
 
 
@@ -467,7 +484,7 @@ def test_newer_major_is_refused_naming_both_versions(tmp_path):
     _patch_version(path, 2, 3)
     with pytest.raises(TraceError) as e:
         TraceReader(path)
-    assert "2.3" in str(e.value) and "1.0" in str(e.value) and e.value.offset == 8 and e.value.path == str(path)
+    assert "2.3" in str(e.value) and "1.1" in str(e.value) and e.value.offset == 8 and e.value.path == str(path)
 
 
 def test_newer_minor_is_read_with_a_warning(tmp_path):

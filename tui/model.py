@@ -43,7 +43,7 @@ CODE_MASK = TRUNC - 1
 #: bytes per write-pointer unit (queue_create / submit wptr_* are in these units)
 UNIT = {"pm4": 4, "sdma": 1, "aql": 64}
 #: CPU-lane record kinds and the glyph the timeline draws for each (higher rank wins a cell)
-CPU_KINDS = {"marker": 0, "wait": 1, "event_wait": 2, "signal": 3, "ioctl": 4, "memwrite": 5,
+CPU_KINDS = {"marker": 0, "wait": 1, "event_wait": 2, "signal": 3, "ioctl": 4, "memwrite": 5, "memwrite_runs": 5,
              "codeobj": 6, "mmap": 7, "munmap": 7, "open": 8, "close": 8, "error": 9, "checksum": 10}
 CPU_KIND_NAMES = {}
 for _k, _v in CPU_KINDS.items():
@@ -453,11 +453,19 @@ class TraceModel:
         gpus = {g.get("gpu_id"): g for g in gpus_of(r.header)}
         self._gpus = gpus
         for q in r.queues:
+            if type(q.get("queue_id", -1)) is not int or not all(type(q.get(k) or 0) is int
+                                                                 for k in ("ring_base", "ring_size")):
+                r.warnings.append(f"a queue of the index is malformed ({q!r:.80}): left out of the timeline")
+                continue
             self._add_queue(q.get("queue_id", -1), q.get("engine") or "pm4", q.get("type") or "?",
                             q.get("gpu_id"), q.get("ring_base") or 0, q.get("ring_size") or 0,
                             q.get("created"), q.get("destroyed"))
         for i, a in enumerate(r.allocations):
-            self.allocs.append(Alloc(i, a.get("handle", 0), a.get("gpu_id"), a.get("va") or 0, a.get("size") or 0,
+            if not all(type(a.get(k) or 0) is int and 0 <= (a.get(k) or 0) < 1 << 64 for k in ("va", "size")):
+                r.warnings.append(f"allocation {i} of the index has no usable va/size ({a.get('va')!r:.40}, "
+                                  f"{a.get('size')!r:.40}): left out of the memory view")
+                continue
+            self.allocs.append(Alloc(len(self.allocs), a.get("handle", 0), a.get("gpu_id"), a.get("va") or 0, a.get("size") or 0,
                                      str(a.get("domain", "?")), a.get("flags") or 0, a.get("allocated"),
                                      a.get("freed"), a.get("memwrites") or 0))
         self._alloc_arrays()
@@ -507,6 +515,9 @@ class TraceModel:
             self._load(r, progress, every, total)
         except TraceError as e:        # a damaged block in a finalized trace: keep what came before
             self.load_error = str(e)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, IndexError) as e:
+            # a record whose fields are not what the recorder writes: keep what came before it
+            self.load_error = f"record {self.records_done - 1} is malformed ({type(e).__name__}: {e})"
         self._finish()
         if progress is not None:
             progress(self.records_done, total)
@@ -541,6 +552,12 @@ class TraceModel:
                                        _int(f.get("value")), f.get("result")))
                 elif k == "memwrite":
                     self.memwrites.append((rec.n, _int(f.get("va")), _int(f.get("size")), f.get("data")))
+                elif k == "memwrite_runs":                  # one entry per run, bytes inline
+                    try:
+                        for va, data in r.memory_writes(rec):
+                            self.memwrites.append((rec.n, va, len(data), data))
+                    except KfdtraceError:
+                        pass                                # shown as damaged in the detail pane
                 elif k == "codeobj":
                     self.codeobjs.append((rec.n, _int(f.get("va")), _int(f.get("size")), f.get("blob"),
                                           str(f.get("target", ""))))
@@ -1508,7 +1525,8 @@ class TraceModel:
 # helpers
 # ------------------------------------------------------------------------------------------------
 def _int(v) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+    """An address, size or value field: an int in [0, 2**64), else 0 (a damaged record)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 64 else 0
 
 
 def _fam_ok(fam) -> bool:

@@ -309,6 +309,10 @@ class TraceDecoder:
         if kind == "memwrite":
             return (f"va={fmt(f.get('va'))} size={f.get('size')} alloc={fmt(f.get('alloc'))} "
                     f"data={fmt(f.get('data'))}"), []
+        if kind == "memwrite_runs":
+            runs = self.reader.memory_writes(rec)
+            return (f"va={fmt(f.get('va'))} size={f.get('size')} alloc={fmt(f.get('alloc'))} "
+                    f"runs={len(runs)}"), [f"{'':>10}{va:#x} +{len(d):#x}" for va, d in runs[:64]]
         if kind == "error":
             text = str(f.get("text", "")).rstrip().splitlines()
             return (f"type={f.get('type')} {text[-1] if text else ''}",

@@ -20,6 +20,11 @@ first (facts and struct layouts: /work/shared/reference/memory-tracking.md):
   proportional to the range. Used for device mappings (render-node mmaps of VRAM/GTT BOs, which
   uffd cannot register) and wherever the better methods fail.
 
+What a collect costs beyond the kernel's scan is the copy of the written pages: `collect_runs`
+gathers a range's pages with one numpy take into a reused, huge-page-backed staging buffer and
+returns them with their runs as arrays (no bytes object per run); adjacent ranges are scanned
+with one PAGEMAP_SCAN. `collect` gives the same as (address, bytes) runs.
+
 Never crash the recorded program: every kernel failure degrades the affected range (or the whole
 tracker) to ``compare`` and is explained in `stats`. A range whose state became unknown is
 captured whole at the next collect (a superset is safe; a missed write is not). Misuse of the API
@@ -33,6 +38,7 @@ import errno as _errno
 import mmap
 import os
 import platform
+import sys
 import threading
 import time
 
@@ -41,6 +47,7 @@ import numpy as np
 from kfdtrace.errors import KfdtraceError
 
 PAGE = mmap.PAGESIZE
+PAGE_SHIFT = PAGE.bit_length() - 1
 
 UFFD_WP = "uffd-wp+pagemap-scan"
 SOFT_DIRTY = "soft-dirty"
@@ -118,6 +125,10 @@ _munmap = _libc.munmap
 _munmap.restype = ctypes.c_int
 _munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _MS_ASYNC = 1
+_madvise = _libc.madvise
+_madvise.restype = ctypes.c_int
+_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_MADV_HUGEPAGE = 14
 _COMPARE_CHUNK_PAGES = 1024                     # 4 MiB per numpy compare: bounded temporaries
 
 
@@ -157,15 +168,102 @@ def _probe_pages(n: int) -> int:
     return addr
 
 
-def _page_runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """[first, last+1) index runs of the True entries of a per-page bool array."""
+_NO_RUNS = np.zeros((0, 2), np.int64)
+
+
+def _page_runs(flags: np.ndarray) -> np.ndarray:
+    """[first, last+1) index runs of the True entries of a per-page bool array, as (k, 2) int64."""
     idx = np.flatnonzero(flags)
     if idx.size == 0:
-        return []
+        return _NO_RUNS
     cut = np.flatnonzero(np.diff(idx) != 1)
-    starts = np.concatenate(([idx[0]], idx[cut + 1]))
-    ends = np.concatenate((idx[cut], [idx[-1]])) + 1
-    return list(zip(starts.tolist(), ends.tolist()))
+    out = np.empty((cut.size + 1, 2), np.int64)
+    out[0, 0], out[1:, 0] = idx[0], idx[cut + 1]
+    out[:-1, 1], out[-1, 1] = idx[cut] + 1, idx[-1] + 1
+    return out
+
+
+def _clip_runs(runs: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The sorted [start, end) rows of `runs` inside [lo, hi), clipped to it."""
+    i0 = int(np.searchsorted(runs[:, 1], lo, side="right"))
+    i1 = int(np.searchsorted(runs[:, 0], hi, side="left"))
+    if i0 >= i1:
+        return _NO_RUNS
+    out = runs[i0:i1].copy()
+    out[0, 0], out[-1, 1] = max(int(out[0, 0]), lo), min(int(out[-1, 1]), hi)
+    return out
+
+
+def _join_runs(runs: np.ndarray) -> np.ndarray:
+    """Sorted [start, end) rows with those that touch merged."""
+    if len(runs) < 2:
+        return runs
+    keep = np.ones(len(runs), bool)
+    keep[1:] = runs[1:, 0] != runs[:-1, 1]
+    starts = runs[keep, 0]
+    ends = runs[np.r_[np.flatnonzero(keep)[1:] - 1, len(runs) - 1], 1]
+    return np.stack([starts, ends], axis=1)
+
+
+def gather(view: np.ndarray, runs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The bytes of `view` (uint8, a whole number of pages) at the page-aligned [start, end)
+    offset rows of `runs`, concatenated into `out` (or a new array): one numpy copy, however
+    many runs (isolated pages are the common case: a take of page rows)."""
+    lens = runs[:, 1] - runs[:, 0]
+    nbytes = int(lens.sum())
+    if out is None:
+        out = np.empty(nbytes, np.uint8)
+    if len(runs) <= 4:
+        pos = 0
+        for a, b in runs.tolist():
+            out[pos:pos + b - a] = view[a:b]
+            pos += b - a
+        return out
+    if nbytes == len(runs) * PAGE:      # single pages
+        idx = runs[:, 0] >> PAGE_SHIFT
+    else:       # page indices of every run: a running arange restarted at each run's first page
+        lens >>= PAGE_SHIFT
+        idx = np.arange(nbytes >> PAGE_SHIFT, dtype=np.int64)
+        idx += np.repeat((runs[:, 0] >> PAGE_SHIFT) - (np.cumsum(lens) - lens), lens)
+    # mode="clip" (the indices are in range anyway) lets numpy write into `out` unbuffered
+    view.reshape(-1, PAGE).take(idx, axis=0, out=out.reshape(-1, PAGE), mode="clip")
+    return out
+
+
+class _Staging:
+    """Reusable buffers for gathered pages. A fresh buffer costs a page fault per page when
+    first written (several microseconds each in a VM: as much as the copy itself), so buffers
+    are kept and handed out again once nothing refers to them any more: the trace writer drops
+    its reference when it has written the data, and every numpy view of a buffer refers to the
+    array owning its memory, so that array's reference count tells (CPython). The buffers are
+    2 MiB-aligned with MADV_HUGEPAGE: a copy into them takes a TLB miss per 2 MiB rather than
+    per 4 KiB page, which in a VM saves a quarter of the copy's time. At most `limit` bytes
+    are kept."""
+
+    HUGE = 2 << 20
+
+    def __init__(self, limit: int = 64 << 20):
+        self.limit = limit
+        self.bufs: list[tuple[np.ndarray, int, int]] = []   # (owner, aligned offset, size)
+
+    def take(self, nbytes: int) -> np.ndarray:
+        best = None
+        for ent in self.bufs:           # 3 references: the tuple, `owner`, getrefcount's argument
+            owner, skip, size = ent
+            if size >= nbytes and sys.getrefcount(owner) <= 3 and (best is None or size < best[2]):
+                best = ent
+            owner = None
+        if best is None:
+            size = -(-nbytes // self.HUGE) * self.HUGE
+            if nbytes > self.limit // 4 or sum(b[2] for b in self.bufs) + size > self.limit:
+                return np.empty(nbytes, np.uint8)       # not kept
+            owner = np.empty(size + self.HUGE, np.uint8)
+            skip = -owner.ctypes.data % self.HUGE
+            _madvise(owner.ctypes.data + skip, size, _MADV_HUGEPAGE)    # best effort
+            owner[skip:skip + size:PAGE] = 0                    # fault it in now, not in a copy
+            best = (owner, skip, size)
+            self.bufs.append(best)
+        return best[0][best[1]:best[1] + nbytes]
 
 
 class _UffdWp:
@@ -196,7 +294,9 @@ class _UffdWp:
             self._vec_np = np.frombuffer(self._vec, dtype=np.uint64).reshape(-1, 3)
             self._arg = _PmScanArg(size=96, vec=ctypes.addressof(self._vec),
                                    vec_len=self.VEC_LEN, category_mask=PAGE_IS_WRITTEN,
-                                   return_mask=PAGE_IS_WRITTEN)
+                                   return_mask=PAGE_IS_WRITTEN,
+                                   flags=PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC)
+            self._argp = ctypes.addressof(self._arg)
             self._self_test()
         except BaseException:
             self.close()
@@ -249,7 +349,8 @@ class _UffdWp:
                 what = "kernel lacks PAGEMAP_SCAN (Linux >= 6.7)" \
                     if e.errno in (_errno.ENOTTY, _errno.EINVAL) else "PAGEMAP_SCAN failed"
                 raise _Unavailable(f"{what}: {_errname(e.errno)}") from None
-            if first != [(addr + PAGE, addr + 2 * PAGE)] or second:
+            first, second = first.tolist(), second.tolist()
+            if first != [[addr + PAGE, addr + 2 * PAGE]] or second:
                 raise _Unavailable(f"PAGEMAP_SCAN self-test: wrote page 1 of 3, scans reported "
                                    f"{[(s - addr) // PAGE for s, _ in first]} then "
                                    f"{[(s - addr) // PAGE for s, _ in second]}")
@@ -268,29 +369,28 @@ class _UffdWp:
         wp = _UffdioWriteprotect(_UffdioRange(start, length), UFFDIO_WRITEPROTECT_MODE_WP)
         return _call(_ioctl, self.fd, UFFDIO_WRITEPROTECT, ctypes.addressof(wp))
 
-    def scan(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Written page ranges in [start, end), re-protected by the same call. CHECK_WPASYNC
-        makes a VMA in the range that is no longer registered (the mapping was replaced behind
-        our back) an EPERM instead of a silent skip. Raises OSError."""
-        arg, out = self._arg, []
-        arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC
+    def scan(self, start: int, end: int) -> np.ndarray:
+        """Written page ranges in [start, end) as an int64 array of [start, end) rows, re-protected
+        by the same call. CHECK_WPASYNC makes a VMA in the range that is no longer registered
+        (the mapping was replaced behind our back) an EPERM instead of a silent skip. Raises
+        OSError."""
+        arg, parts = self._arg, []
         while start < end:
             arg.start, arg.end, arg.walk_end = start, end, 0
-            ctypes.set_errno(0)
-            n = _ioctl(self.pagemap, PAGEMAP_SCAN, ctypes.addressof(arg))
+            n = _ioctl(self.pagemap, PAGEMAP_SCAN, self._argp)
             if n < 0:
                 e = ctypes.get_errno() or _errno.EIO
                 raise OSError(e, f"PAGEMAP_SCAN [{start:#x}, {end:#x}): {os.strerror(e)}")
             if n:
-                v = self._vec_np[:n, :2].tolist()
-                if out and out[-1][1] == v[0][0]:       # a run split across two calls
-                    out[-1] = (out[-1][0], v[0][1])
-                    v = v[1:]
-                out.extend(map(tuple, v))
+                parts.append(self._vec_np[:n, :2].astype(np.int64))     # the vector is reused
             if n < self.VEC_LEN or arg.walk_end <= start:
                 break
             start = arg.walk_end
-        return out
+        if not parts:
+            return _NO_RUNS
+        if len(parts) == 1:
+            return parts[0]
+        return _join_runs(np.concatenate(parts))     # a run may be split across two calls
 
     def close(self) -> None:
         for name in ("fd", "pagemap"):
@@ -436,6 +536,9 @@ class WriteTracker:
         self._uffd: _UffdWp | None = None
         self._sd: _SoftDirty | None = None
         self._closed = False
+        self._groups: dict | None = None         # ranges by method (see _group)
+        self.slow = False                        # some range is tracked by compare or soft-dirty
+        self._staging = _Staging()
         self.method = COMPARE
         self.stats = _new_stats(COMPARE)
         probe = self.stats["probe"]
@@ -494,11 +597,21 @@ class WriteTracker:
             counts[r.method] += 1
         for m, n in counts.items():
             self.stats["per_method"][m]["ranges"] = n
+        self.slow = bool(counts[COMPARE] or counts[SOFT_DIRTY])
+
+    def _group(self, method: str) -> list:
+        """The ranges tracked by `method` (cached until a range is added, removed or degraded:
+        a collect costs little more than its scans)."""
+        if self._groups is None:
+            self._groups = {m: [r for r in self._ranges if r.method == m] for m in METHODS}
+            self._count_ranges()
+        return self._groups[method]
 
     def _insert(self, r: _Range) -> None:
         i = bisect.bisect_left(self._starts, r.start)
         self._starts.insert(i, r.start)
         self._ranges.insert(i, r)
+        self._groups = None
 
     def _overlapping(self, start: int, end: int) -> list[_Range]:
         i = max(bisect.bisect_right(self._starts, start) - 1, 0)
@@ -512,6 +625,7 @@ class WriteTracker:
     def _remove(self, r: _Range) -> None:
         i = bisect.bisect_left(self._starts, r.start)
         del self._starts[i], self._ranges[i]
+        self._groups = None
 
     @staticmethod
     def _bounds(addr: int, size: int, what: str) -> tuple[int, int]:
@@ -524,6 +638,7 @@ class WriteTracker:
         if r.method == UFFD_WP and self._uffd is not None:
             self._uffd.unregister(r.start, r.size)
         r.method, r.initial, r.shadow, r.snapshots = COMPARE, True, None, []
+        self._groups = None
         self._fallback(r.start, r.size, reason)
 
     def _drop(self, r: _Range, why: str) -> None:
@@ -610,66 +725,121 @@ class WriteTracker:
 
     def collect(self) -> list[tuple[int, bytes]]:
         """(address, bytes) runs written since the last collect, sorted, page granular, adjacent
-        pages coalesced; tracking is re-armed in the same step. Never raises."""
+        pages coalesced; tracking is re-armed in the same step. Never raises. (`collect_runs`
+        is the same without a bytes object per run.)"""
+        out: list[tuple[int, bytes]] = []
+        for runs, data in self.collect_runs():
+            pos = 0
+            for a, b in runs.tolist():
+                out.append((a, data[pos:pos + b - a].tobytes()))
+                pos += b - a
+        # runs of one range never touch (the kernel and _page_runs coalesce them); runs of two
+        # ranges can only if the ranges are adjacent
+        return _coalesce(out) if len(out) > 1 else out
+
+    def collect_runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """What was written since the last collect, one (runs, data) pair per tracked range with
+        writes, in address order: `runs` an int64 (k, 2) array of [start, end) page-aligned
+        addresses (sorted, disjoint, not touching), `data` a uint8 array of their bytes,
+        concatenated (gathered with one numpy copy into a reused staging buffer, which must not
+        be written to). Tracking is re-armed in the same step. Never raises."""
         with self._lock:
             if self._closed:
                 return []
             self.stats["collects"] += 1
-            runs: list[tuple[int, bytes]] = []
-            for method, fn in ((UFFD_WP, self._collect_uffd), (SOFT_DIRTY, self._collect_sd),
-                               (COMPARE, self._collect_compare)):
-                todo = [r for r in self._ranges if r.method == method]
+            caps: list[tuple[np.ndarray, np.ndarray]] = []
+            for method, fn in ((UFFD_WP, WriteTracker._collect_uffd), (SOFT_DIRTY, WriteTracker._collect_sd),
+                               (COMPARE, WriteTracker._collect_compare)):
+                todo = self._group(method)
                 if not todo:
                     continue
                 t0 = time.perf_counter()
                 try:
-                    got, scanned = fn(todo)
+                    got, scanned = fn(self, todo)
                 except Exception as e:      # a bug or MemoryError: lose nothing, report it
                     for r in todo:
                         r.initial = True
                     self._fallback(0, 0, f"{method} collect raised {type(e).__name__}: {e}; "
                                          "its ranges are captured whole next time")
                     continue
-                nbytes = sum(len(b) for _, b in got)
+                nbytes = 0
+                for _, d in got:
+                    nbytes += d.size
                 self._account(method, scanned, nbytes // PAGE, nbytes, time.perf_counter() - t0)
-                runs.extend(got)
-            self._count_ranges()
-            runs.sort(key=_first)
-            # runs of one range never touch (the kernel and _page_runs coalesce them); runs of
-            # two ranges can only if the ranges are adjacent
-            if any(a.end == b.start for a, b in zip(self._ranges, self._ranges[1:])):
-                runs = _coalesce(runs)
-            return runs
+                caps += got
+            if self._groups is None:          # ranges degraded or dropped: count them now
+                self._group(COMPARE)
+            if len(caps) > 1:
+                caps.sort(key=_first_address)
+            return caps
 
-    def _collect_uffd(self, ranges: list[_Range]) -> tuple[list[tuple[int, bytes]], int]:
-        out, scanned = [], 0
-        for r in ranges:
-            try:
-                t0 = time.perf_counter()
-                spans = self._uffd.scan(r.start, r.end)     # re-arms before the bytes are read
-                self._detected(UFFD_WP, t0)
-            except OSError as e:
-                if e.errno == _errno.EPERM and not self._uffd.register(r.start, r.size) \
-                        and not self._uffd.protect(r.start, r.size):
-                    r.initial = True        # mapping was replaced: registered again, take all
-                    self._fallback(r.start, r.size, "registration lost (mapping replaced "
-                                                    "without untrack): re-registered")
+    def _gather(self, r: _Range, runs: np.ndarray) -> np.ndarray:
+        """The bytes at the [start, end) offset rows `runs` of range `r`, into a staging buffer."""
+        if len(runs) == 1:
+            n = int(runs[0, 1] - runs[0, 0])
+        else:
+            n = int(runs[:, 1].sum() - runs[:, 0].sum())
+        return gather(r.view(), runs, self._staging.take(n))
+
+    def _collect_uffd(self, ranges: list[_Range]) -> tuple[list, int]:
+        out, scanned, clock, detect = [], 0, time.perf_counter, 0.0
+        i = 0
+        while i < len(ranges):
+            # adjacent ranges (buffers the driver placed back to back) are scanned in one call:
+            # every VMA in between is one of them, so CHECK_WPASYNC still holds
+            j = i + 1
+            while j < len(ranges) and ranges[j].start == ranges[j - 1].end:
+                j += 1
+            group, i = ranges[i:j], j
+            spans = None
+            if len(group) > 1:
+                try:
+                    t0 = clock()
+                    spans = self._uffd.scan(group[0].start, group[-1].end)
+                    detect += clock() - t0
+                except OSError:
+                    # one of them lost its registration: scan them one by one to find it. The
+                    # failed scan may already have re-armed pages before the bad VMA, and not
+                    # said which: every range of the group is captured whole (a superset).
+                    spans = None
+                    for r in group:
+                        r.initial = True
+            for r in group:
+                if spans is None:
+                    try:
+                        t0 = clock()
+                        mine = self._uffd.scan(r.start, r.end)     # re-arms before the bytes are read
+                        detect += clock() - t0
+                    except OSError as e:
+                        if e.errno == _errno.EPERM and not self._uffd.register(r.start, r.size) \
+                                and not self._uffd.protect(r.start, r.size):
+                            r.initial = True        # mapping was replaced: registered again, take all
+                            self._fallback(r.start, r.size, "registration lost (mapping replaced "
+                                                            "without untrack): re-registered")
+                        else:
+                            self._degrade(r, f"PAGEMAP_SCAN failed: {e}")
+                            continue
+                        mine = _NO_RUNS
+                elif len(group) == 1 or not len(spans):
+                    mine = spans
+                elif spans[-1, 1] <= r.end and spans[0, 0] >= r.start:
+                    mine, spans = spans, _NO_RUNS   # all of them in this range (the usual case)
                 else:
-                    self._degrade(r, f"PAGEMAP_SCAN failed: {e}")
-                    continue
-            scanned += r.size // PAGE
-            if r.initial:
-                if not _is_mapped(r.start, r.size):
-                    self._uffd.unregister(r.start, r.size)
-                    self._drop(r, "no longer mapped (untrack before munmap)")
-                    continue
-                spans, r.initial = [(r.start, r.end)], False
-            view, base = r.view(), r.start
-            out.extend((a, view[a - base:b - base].tobytes()) for a, b in spans)
+                    mine = _clip_runs(spans, r.start, r.end)
+                scanned += r.size
+                if r.initial:
+                    if not _is_mapped(r.start, r.size):
+                        self._uffd.unregister(r.start, r.size)
+                        self._drop(r, "no longer mapped (untrack before munmap)")
+                        continue
+                    mine, r.initial = np.array([[r.start, r.end]], np.int64), False
+                if len(mine):
+                    out.append((mine, self._gather(r, mine - r.start)))
+        self.stats["per_method"][UFFD_WP]["detect_s"] += detect
         # ranges degraded above are picked up by the compare pass of this same collect
-        return out, scanned
+        return out, scanned // PAGE
 
-    def _collect_sd(self, ranges: list[_Range]) -> tuple[list[tuple[int, bytes]], int]:
+    def _collect_sd(self, ranges: list[_Range]) -> tuple[list, int]:
         dirty: dict[int, np.ndarray] = {}
         t0 = time.perf_counter()
         for r in ranges:
@@ -705,11 +875,12 @@ class WriteTracker:
                 same = (live == snap.reshape(np_, PAGE)).all(axis=1)
                 d[p0:p0 + np_] &= ~same
             r.snapshots = []
-            out.extend((r.start + i * PAGE, view[i * PAGE:j * PAGE].tobytes())
-                       for i, j in _page_runs(d))
+            runs = _page_runs(d) * PAGE
+            if len(runs):
+                out.append((runs + r.start, self._gather(r, runs)))
         return out, scanned
 
-    def _collect_compare(self, ranges: list[_Range]) -> tuple[list[tuple[int, bytes]], int]:
+    def _collect_compare(self, ranges: list[_Range]) -> tuple[list, int]:
         out, scanned = [], 0
         for r in ranges:
             if not _is_mapped(r.start, r.size):
@@ -718,10 +889,10 @@ class WriteTracker:
             view = r.view()
             scanned += r.size // PAGE
             if r.initial or r.shadow is None:
-                data = view.tobytes()
-                r.shadow = np.frombuffer(bytearray(data), dtype=np.uint8)
+                data = view.copy()
+                r.shadow = data.copy()
                 r.initial = False
-                out.append((r.start, data))
+                out.append((np.array([[r.start, r.end]], np.int64), data))
                 continue
             cur = view.view(np.uint64).reshape(-1, PAGE // 8)
             old = r.shadow.view(np.uint64).reshape(-1, PAGE // 8)
@@ -734,10 +905,14 @@ class WriteTracker:
                 np.not_equal(cur[i:j], old[i:j], out=t)
                 t.any(axis=1, out=changed[i:j])
             self._detected(COMPARE, t0)
-            for i, j in _page_runs(changed):
-                data = view[i * PAGE:j * PAGE].tobytes()      # read once: shadow == returned
-                r.shadow[i * PAGE:j * PAGE] = np.frombuffer(data, dtype=np.uint8)
-                out.append((r.start + i * PAGE, data))
+            runs = _page_runs(changed) * PAGE
+            if len(runs):
+                data = self._gather(r, runs)    # read once: the shadow gets what is returned
+                pos = 0
+                for a, b in runs.tolist():
+                    r.shadow[a:b] = data[pos:pos + b - a]
+                    pos += b - a
+                out.append((runs + r.start, data))
         return out, scanned
 
     def close(self) -> None:
@@ -773,8 +948,8 @@ class WriteTracker:
             pass
 
 
-def _first(run: tuple[int, bytes]) -> int:
-    return run[0]
+def _first_address(cap: tuple[np.ndarray, np.ndarray]) -> int:
+    return int(cap[0][0, 0])
 
 
 def _coalesce(runs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

@@ -6,10 +6,12 @@ What it writes, in call order (each record stamped with the monotonic time and t
   memory its pointer fields reach (`abi.payload_extents`), errno and duration; typed `alloc`,
   `free`, `queue_create`, `queue_destroy` and `event_wait` records derived from the ioctls;
 * `mmap`/`munmap` with the kind of descriptor (kfd, render node, anonymous);
-* at each doorbell write, `memwrite` records (CPU-written GPU-visible memory since the last
-  capture, from the WriteTracker, limited to live allocations, never the rings or the queue
-  read/write pointer slots) and then a `submit` record: the ring bytes between the queue's
-  previous and new write pointer (wrap handled) and the indirect buffers those packets point at;
+* at each doorbell write, `memwrite`/`memwrite_runs` records (CPU-written GPU-visible memory since
+  the last capture, from the WriteTracker: one record per allocation, its written page runs with
+  their bytes inline, gathered with one copy and never hashed; limited to live allocations, never
+  the rings or the queue read/write pointer slots) and then a `submit` record: the ring bytes
+  between the queue's previous and new write pointer (wrap handled) and the indirect buffers
+  those packets point at;
 * the driver's annotations: `signal`, `wait` (and after a successful CPU wait, `checksum`
   records of the host-visible allocations the GPU may have written), `codeobj` (the ELF as a
   blob), markers.
@@ -23,6 +25,13 @@ so a memwrite holds what the CPU wrote, not what the GPU produced.
 Recording must never break the recorded program: bookkeeping failures are reported once on
 stderr and in the footer notes, and the call goes through unchanged; errors of the wrapped port
 (errno, OSError, PortError) reach the caller exactly as they would without recording.
+
+The submission path (doorbell, capture, the signal/wait annotations, the checksum pass) runs for
+every submission, so it is written for speed: state derived from the CPU mappings (the
+allocations the checksum pass covers, CPU addresses of rings and queue pointers) is cached until
+a mapping changes, and the common cases (nothing written, one page of an allocation changed by
+the GPU, as last time) take a few calls. Compression, CRCs and file writes happen on the trace
+writer's thread (`TraceWriter(background=True)`).
 """
 from __future__ import annotations
 
@@ -71,6 +80,8 @@ TYPED_IOCTLS = {"ALLOC_MEMORY_OF_GPU", "FREE_MEMORY_OF_GPU", "CREATE_QUEUE", "DE
 _PM4_IB_OPS = bytes(sorted({lay.opcode for lay in pm4.PACKETS if getattr(lay, "refs", None)}))
 _SDMA_IB_OPS = bytes(sorted({lay.op for lay in sdma.PACKETS if getattr(lay, "refs", None)}))
 _AQL_IB_FMTS = bytes(sorted({lay.fmt for lay in aql.PACKETS if getattr(lay, "refs", None)}))
+#: engine -> (first byte, stride, those byte values) of the scan
+_IB_SCAN = {"pm4": (1, 4, _PM4_IB_OPS), "sdma": (0, 4, _SDMA_IB_OPS), "aql": (2, 64, _AQL_IB_FMTS)}
 
 
 def domain_of(flags: int) -> str:
@@ -142,7 +153,8 @@ class Alloc:
     """A live GPU allocation and its CPU mapping (if any)."""
 
     __slots__ = ("handle", "gpu_id", "va", "size", "domain", "flags", "mmap_offset", "cpu",
-                 "cpu_len", "readable", "role", "fresh", "tracked", "digest", "buf", "shadow", "shadow_addr")
+                 "cpu_len", "readable", "role", "fresh", "tracked", "digest", "buf", "shadow", "shadow_addr",
+                 "pages64", "shadow64", "shadow_mv", "live_mv", "hot")
 
     def __init__(self, handle, gpu_id, va, size, domain, flags, mmap_offset):
         self.handle, self.gpu_id, self.va, self.size = handle, gpu_id, va, size
@@ -157,6 +169,10 @@ class Alloc:
         self.buf = None                  # ctypes view of the CPU mapping (for checksums)
         self.shadow = None               # numpy copy of the contents at the last checksums
         self.shadow_addr = 0
+        self.pages64 = self.shadow64 = None  # both as (pages, 512) u64 rows, for the compare
+        self.shadow_mv = None             # memoryview of the copy (slices for crc32)
+        self.live_mv = None               # and of the CPU mapping (slice copies, no libffi call)
+        self.hot: list[tuple[int, int]] = []  # page runs that changed at the last checksums
 
     def cpu_of(self, va: int) -> int | None:
         """CPU address of GPU address `va` inside this allocation, if CPU-mapped there."""
@@ -179,14 +195,16 @@ class Queue:
 
 class PtrPage:
     """A CPU page holding queue read/write pointers, compared with a copy (pointer slots masked)
-    at each capture instead of being tracked (see RecordingPort._exclude_queue)."""
+    at each capture instead of being tracked (see RecordingPort._exclude_queue). The compare
+    takes the page as bytes (one memcpy) and compares slices: cheaper than calls into libc."""
 
-    __slots__ = ("alloc", "page", "slots", "shadow", "segments")
+    __slots__ = ("alloc", "page", "slots", "shadow", "segments", "live")
 
     def __init__(self, alloc: Alloc, page: int):
         self.alloc, self.page = alloc, page
         self.slots: list[tuple[int, int, object]] = []    # (start, end) offsets in the page, queue
-        self.shadow = ctypes.create_string_buffer(PAGE)   # the page as last recorded
+        self.live = (ctypes.c_char * PAGE).from_address(page)
+        self.shadow = self.live.raw                       # the page as last recorded
         self.segments: list[tuple[int, int]] = [(0, PAGE)]
 
     def reset(self) -> None:
@@ -197,20 +215,27 @@ class PtrPage:
             if pos < s:
                 self.segments.append((pos, s))
             pos = max(pos, e)
-        ctypes.memmove(self.shadow, self.page, PAGE)
+        self.shadow = self.live.raw
 
     def changed(self) -> bool:
-        sh = ctypes.addressof(self.shadow)
-        return any(_memcmp(self.page + s, sh + s, e - s) for s, e in self.segments)
+        cur, sh = self.live.raw, self.shadow
+        for s, e in self.segments:
+            if cur[s:e] != sh[s:e]:
+                return True
+        return False
 
     def take(self) -> list[tuple[int, bytes]]:
         """(offset, bytes) of the segments outside the pointer slots that changed; updates the copy."""
-        out, sh = [], ctypes.addressof(self.shadow)
+        cur, sh, out = self.live.raw, self.shadow, []
         for s, e in self.segments:
-            if _memcmp(self.page + s, sh + s, e - s):
-                data = ctypes.string_at(self.page + s, e - s)
-                ctypes.memmove(sh + s, data, e - s)
-                out.append((s, data))
+            if cur[s:e] != sh[s:e]:
+                out.append((s, cur[s:e]))
+        if out:         # the copy takes the changed segments only: the slots keep their old bytes
+            parts, pos = [], 0
+            for s, data in out:
+                parts += (sh[pos:s], data)
+                pos = s + len(data)
+            self.shadow = b"".join(parts) + sh[pos:]
         return out
 
 
@@ -271,51 +296,134 @@ def _page_ceil(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
-def _subtract(segs: list[tuple[int, int]], cut_s: int, cut_e: int) -> list[tuple[int, int]]:
-    out = []
-    for s, e in segs:
-        if cut_e <= s or cut_s >= e:
-            out.append((s, e))
+# -- captured memory as (runs, data): runs an int64 (k, 2) array of sorted, disjoint [start, end)
+# CPU addresses, data a uint8 array of their bytes concatenated ------------------------------------
+def _cut(runs: np.ndarray, data: np.ndarray, lo: int, hi: int):
+    """The part of (runs, data) inside [lo, hi), or None. Its bytes are one slice of `data` (a
+    view, no copy): the runs are sorted, so an interval of addresses is an interval of data."""
+    if lo >= hi:
+        return None
+    i0 = int(np.searchsorted(runs[:, 1], lo, side="right"))
+    i1 = int(np.searchsorted(runs[:, 0], hi, side="left"))
+    if i0 >= i1:
+        return None
+    if i0 == 0 and i1 == len(runs) and runs[0, 0] >= lo and runs[-1, 1] <= hi:
+        return runs, data
+    lens = runs[:i1, 1] - runs[:i1, 0]
+    sub = runs[i0:i1].copy()
+    sub[0, 0], sub[-1, 1] = max(int(sub[0, 0]), lo), min(int(sub[-1, 1]), hi)
+    d0 = int(lens[:i0].sum()) + int(sub[0, 0] - runs[i0, 0])
+    d1 = int(lens[:i1 - 1].sum()) + int(sub[-1, 1] - runs[i1 - 1, 0])
+    return sub, data[d0:d1]
+
+
+def _without(runs: np.ndarray, data: np.ndarray, lo: int, hi: int):
+    """(runs, data) less the bytes in [lo, hi), or None if nothing is left."""
+    parts = [p for p in (_cut(runs, data, -1, lo), _cut(runs, data, hi, 1 << 63)) if p is not None]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
+
+
+def _from_pieces(pieces: list[tuple[int, bytes]]):
+    """(address, bytes) pieces (sorted, disjoint) as (runs, data), or None."""
+    if not pieces:
+        return None
+    runs = np.array([(a, a + len(b)) for a, b in pieces], np.int64)
+    return runs, np.frombuffer(b"".join(b for _, b in pieces), np.uint8)
+
+
+def _nonzero(runs: np.ndarray, data: np.ndarray):
+    """(runs, data) without the pages (of the address space) that are all zero, or None. Used for
+    the first capture of a fresh allocation, whose initial contents are zero: its untouched pages
+    need not be stored."""
+    if not ((runs % PAGE) == 0).all():          # unaligned: page by page, per run
+        pos, pieces = 0, []
+        for a, b in runs.tolist():
+            pieces += _nonzero_pages(a, data[pos:pos + b - a].tobytes())
+            pos += b - a
+        return _from_pieces(pieces)
+    pages = data.reshape(-1, PAGE)
+    keep = pages.view(np.uint64).any(axis=1)
+    if keep.all():
+        return runs, data
+    if not keep.any():
+        return None
+    npages = (runs[:, 1] - runs[:, 0]) // PAGE
+    first = np.cumsum(npages) - npages                     # data page of each run's first page
+    addr = np.repeat(runs[:, 0] - first * PAGE, npages) + np.arange(len(pages), dtype=np.int64) * PAGE
+    addr = addr[keep]
+    cut = np.flatnonzero(np.diff(addr) != PAGE)
+    starts = np.concatenate((addr[:1], addr[cut + 1]))
+    ends = np.concatenate((addr[cut], addr[-1:])) + PAGE
+    return np.stack([starts, ends], axis=1), pages[keep].reshape(-1)
+
+
+def _run_table(runs: np.ndarray) -> bytes:
+    """The `runs` field of a memwrite_runs record: [start, end) offsets from the first run, as
+    little-endian u64 pairs (the int64 rows as they are: non-negative, x86/arm64 byte order)."""
+    return (runs - runs[0, 0]).astype("<u8", copy=False).tobytes()
+
+
+def _differing_pages(cur: int, old: int, size: int) -> list[int]:
+    """The pages of [0, size) where memory at `cur` and `old` differs, known to differ somewhere:
+    halve with memcmp, testing a right half only when its left half differs too (one changed
+    page among n costs about log2(n) to 2*log2(n) calls)."""
+    out, todo = [], [(0, -(-size // PAGE))]
+    while todo:
+        lo, hi = todo.pop()
+        if hi - lo == 1:
+            out.append(lo)
             continue
-        if s < cut_s:
-            out.append((s, cut_s))
-        if cut_e < e:
-            out.append((cut_e, e))
+        mid = (lo + hi) // 2
+        left = _memcmp(cur + lo * PAGE, old + lo * PAGE, (mid - lo) * PAGE)
+        if not left or _memcmp(cur + mid * PAGE, old + mid * PAGE, min(hi * PAGE, size) - mid * PAGE):
+            todo.append((mid, hi))
+        if left:
+            todo.append((lo, mid))
     return out
 
 
-def _bisect_changed(cur: int, old: int, lo: int, hi: int, out: list) -> None:
-    """Mark in `out` the pages of [lo, hi) where memory at cur and old differ (memcmp halves)."""
-    if not _memcmp(cur + lo, old + lo, hi - lo):
-        return
-    if hi - lo <= PAGE:
-        out[lo // PAGE] = True
-        return
-    mid = lo + ((hi - lo) // PAGE // 2) * PAGE
-    _bisect_changed(cur, old, lo, mid, out)
-    _bisect_changed(cur, old, mid, hi, out)
+def _hot_runs(cur: int, old: int, size: int, hot: list[tuple[int, int]]):
+    """`hot` (the page runs that differed last time: the GPU tends to write the same places,
+    a timeline's value, a result buffer) if memory at `cur` and `old`, known to differ, differs
+    only there; else None. Costs one memcmp per gap between the hot runs, none per hot run:
+    for a single hot run the difference can only lie inside it."""
+    if not hot:
+        return None
+    pos = 0
+    for lo, hi in hot + [(-(-size // PAGE), 0)]:
+        if pos < lo and _memcmp(cur + pos * PAGE, old + pos * PAGE, min(lo * PAGE, size) - pos * PAGE):
+            return None
+        pos = hi
+    if len(hot) == 1:
+        return hot
+    return [(lo, hi) for lo, hi in hot
+            if _memcmp(cur + lo * PAGE, old + lo * PAGE, min(hi * PAGE, size) - lo * PAGE)] or None
 
 
-def _runs(flags) -> list[tuple[int, int]]:
-    """[start, end) index runs of true values in a list or bool array."""
-    if isinstance(flags, np.ndarray):
-        idx = np.flatnonzero(flags)
-        if not len(idx):
-            return []
-        breaks = np.flatnonzero(np.diff(idx) != 1)
-        starts = np.concatenate(([idx[0]], idx[breaks + 1])).tolist()
-        ends = (np.concatenate((idx[breaks], [idx[-1]])) + 1).tolist()
-        return list(zip(starts, ends))
-    out, start = [], None
-    for i, f in enumerate(flags):
-        if f and start is None:
-            start = i
-        elif not f and start is not None:
-            out.append((start, i))
-            start = None
-    if start is not None:
-        out.append((start, len(flags)))
+def _runs_of(pages: list[int]) -> list[tuple[int, int]]:
+    """[start, end) runs of a list of distinct page numbers."""
+    out = []
+    for p in sorted(pages):
+        if out and out[-1][1] == p:
+            out[-1] = (out[-1][0], p + 1)
+        else:
+            out.append((p, p + 1))
     return out
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index runs of the true values of a bool array."""
+    idx = np.flatnonzero(flags)
+    if not len(idx):
+        return []
+    if len(idx) == 1:
+        return [(int(idx[0]), int(idx[0]) + 1)]
+    breaks = np.flatnonzero(np.diff(idx) != 1)
+    starts = np.concatenate((idx[:1], idx[breaks + 1])).tolist()
+    ends = (np.concatenate((idx[breaks], idx[-1:])) + 1).tolist()
+    return list(zip(starts, ends))
 
 
 def _nonzero_pages(addr: int, data: bytes) -> list[tuple[int, bytes]]:
@@ -351,7 +459,7 @@ class RecordingPort(Port):
         self.backend = inner.backend
         self._lock = threading.RLock()
         self._now = recorder.writer.now if recorder.writer is not None else recorder.now
-        self._w = recorder.write                       # write one record (never raises)
+        self._w = recorder._write                      # write one record (never raises)
         self.kfd_fds: set[int] = set()
         self.render_fds: dict[int, int | None] = {}   # fd -> gpu_id
         self.paths: dict[int, str] = {}
@@ -370,6 +478,14 @@ class RecordingPort(Port):
         self.userptr_tracked: set[int] = set()         # handles of tracked USERPTR allocations
         self.event_page: Alloc | None = None
         self.closed = False
+        # derived from the CPU mappings, rebuilt after any of them changes (see _mappings_changed)
+        self._sum_allocs: list[Alloc] | None = None    # allocations the checksum pass covers
+        self._ptrs: dict[int, object] = {}             # GPU VA -> ctypes c_uint64 at its CPU address
+        self._rings: dict[Queue, int | None] = {}      # queue -> CPU address of its ring
+        self._compare = recorder.memtrack_method == "compare"
+        w = recorder.writer
+        self._handed = w.pending if w is not None else ()   # blocks waiting for the writer thread
+        self._wake = w.wake if w is not None else (lambda: None)
         recorder.port_opened(self)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -445,6 +561,8 @@ class RecordingPort(Port):
                                                                   and bool(self.userptr_tracked)))
         if sync:
             self.rec.guard(self.capture, name)
+            if name == "WAIT_EVENTS":
+                self.rec.wake_writer()          # the thread sleeps now: the writer thread may go
         t = self._now()
         err = self.inner.ioctl(fd, request, arg)
         dur = self._now() - t
@@ -509,6 +627,7 @@ class RecordingPort(Port):
         elif name == "DESTROY_QUEUE":
             q = self.queues.pop(args_in.queue_id, None)
             if q is not None:
+                self._rings.pop(q, None)
                 self._unexclude_queue(q)
                 if q.doorbell is not None:
                     self.doorbells.pop(q.doorbell, None)
@@ -517,6 +636,7 @@ class RecordingPort(Port):
             a = self.allocs.get(args_in.event_page_offset) if args_in.event_page_offset else None
             if a is not None:           # dGPU: this BO becomes KFD's signal page (reference §8)
                 a.role = "event_page"
+                self._mappings_changed()
                 self.event_page = a
                 self._untrack(a)
         elif name == "ACQUIRE_VM":
@@ -560,6 +680,7 @@ class RecordingPort(Port):
             a = self.by_va.find(addr) if addr else None
             if a is not None and a.role is None:
                 a.role = role
+                self._mappings_changed()
                 if role in ("eop", "cwsr"):     # hardware state the CP writes: never memwrites
                     self._untrack(a)
         self._exclude_queue(q)
@@ -617,8 +738,15 @@ class RecordingPort(Port):
         return False
 
     # -- CPU mappings and write tracking ------------------------------------------------------------
+    def _mappings_changed(self) -> None:
+        """A CPU mapping or an allocation's role changed: forget what was derived from them."""
+        self._sum_allocs = None
+        self._ptrs.clear()
+        self._rings.clear()
+
     def _map_cpu(self, a: Alloc, cpu: int, length: int, readable: bool) -> None:
         self._unmap_cpu(a)
+        self._mappings_changed()
         a.cpu, a.cpu_len, a.readable = cpu, min(length, a.size), readable
         a.buf = (ctypes.c_char * a.cpu_len).from_address(cpu) if readable else None
         self.by_cpu.add(cpu, cpu + a.cpu_len, a)
@@ -638,11 +766,14 @@ class RecordingPort(Port):
     def _unmap_cpu(self, a: Alloc) -> None:
         if a.cpu is None:
             return
+        self._mappings_changed()
         for page in [p for p, pp in self.ptr_pages.items() if pp.alloc is a]:
             del self.ptr_pages[page]
         self._untrack(a)
         self.by_cpu.remove(a)
-        a.cpu, a.cpu_len, a.readable, a.buf, a.shadow = None, 0, False, None, None
+        a.cpu, a.cpu_len, a.readable, a.buf, a.shadow, a.shadow_addr = None, 0, False, None, None, 0
+        a.pages64 = a.shadow64 = a.shadow_mv = a.live_mv = None
+        a.hot = []
 
     def _cpu_range_replaced(self, start: int, length: int) -> None:
         """A new mapping or munmap over [start, start+length): allocations mapped there lose
@@ -711,68 +842,87 @@ class RecordingPort(Port):
 
     # -- memory capture -------------------------------------------------------------------------------
     def capture(self, reason: str = "submit") -> int:
-        """Write memwrite records for what the CPU wrote since the last capture; returns bytes."""
+        """Write memwrite/memwrite_runs records for what the CPU wrote since the last capture
+        (one per allocation and capture, its pages gathered by the tracker with one copy);
+        returns the bytes captured. It runs before every submission, so the common case, nothing
+        written, is kept short (and its time is not added to the `capture_s` statistic)."""
         t0 = time.perf_counter()
         with self._lock:
-            runs = self.rec.collect(force=self.fresh_allocs)
-            total = 0
-            ptr = [pp for pp in self.ptr_pages.values() if pp.changed()] if self.ptr_pages else ()
-            if not runs and not self.fresh_allocs and not ptr:
-                self.rec.count_capture(time.perf_counter() - t0, 0, 0)
+            caps = self.rec.collect(self.fresh_allocs)
+            ptr = None
+            for pp in self.ptr_pages.values():      # pointer pages: compared, not tracked
+                cur, sh = pp.live.raw, pp.shadow
+                for s, e in pp.segments:
+                    if cur[s:e] != sh[s:e]:
+                        ptr = (ptr or []) + [pp]
+                        break
+            if not caps and ptr is None and not self.fresh_allocs:
+                self.rec.stats["captures"] += 1
                 return 0
-            for pp in ptr:
-                for off, data in pp.take():
-                    self._w("memwrite", va=pp.alloc.va + (pp.page + off - pp.alloc.cpu), size=len(data),
-                            data=self.rec.blob(data), alloc=pp.alloc.handle)
-                    total += len(data)
-            write, blob, excl = self._w, self.rec.blob, self.excluded
-            a = None
-            for cpu, data in runs:
-                if a is not None and a.cpu <= cpu and cpu + len(data) <= a.cpu + a.cpu_len:
-                    parts = ((a, cpu, data),)                # the common case: the same allocation
-                else:
-                    parts = self._split_by_alloc(cpu, data)
-                for a, start, piece in parts:
-                    plain = not a.fresh and not (excl.items and excl.items_overlapping(start, start + len(piece)))
-                    for s, b in (((start, piece),) if plain else self._filter(a, start, piece)):
-                        for off in range(0, len(b), MEMWRITE_PIECE):
-                            chunk = b if len(b) <= MEMWRITE_PIECE else b[off:off + MEMWRITE_PIECE]
-                            write("memwrite", va=a.va + (s + off - a.cpu), size=len(chunk),
-                                  data=blob(chunk), alloc=a.handle)
-                            total += len(chunk)
+            return self._capture(caps, ptr or (), t0)
+
+    def _capture(self, caps: list, ptr, t0: float) -> int:
+        total = nruns = 0
+        for pp in ptr:
+            got = _from_pieces([(pp.page + off, data) for off, data in pp.take()])
+            if got is not None:
+                total += self._memwrite(pp.alloc, *got)
+        excl = self.excluded
+        for runs, data in caps:
+            nruns += len(runs)
+            lo, hi = int(runs[0, 0]), int(runs[-1, 1])
+            a = self.by_cpu.find(lo)
+            if a is not None and hi <= a.cpu + a.cpu_len:
+                parts = ((a, runs, data),)               # the common case: one allocation
+            else:
+                parts = [(a, *got) for s, e, a in self.by_cpu.items_overlapping(lo, hi)
+                         if (got := _cut(runs, data, s, e)) is not None]
+            for a, runs, data in parts:
+                got = runs, data
+                if excl.items:
+                    for s, e, _ in excl.items_overlapping(int(runs[0, 0]), int(runs[-1, 1])):
+                        got = _without(*got, s, e) if got is not None else None
+                if got is not None and a.fresh:
+                    got = _nonzero(*got)
+                if got is not None:
+                    total += self._memwrite(a, *got)
+        if self.fresh_allocs:
             for a in self.allocs.values():
                 a.fresh = False
             self.fresh_allocs = False
-            self.rec.count_capture(time.perf_counter() - t0, total, len(runs))
+        self.rec.count_capture(time.perf_counter() - t0, total, nruns)
         return total
 
-    def _split_by_alloc(self, cpu: int, data: bytes):
-        end, pos = cpu + len(data), cpu
-        while pos < end:
-            a = self.by_cpu.find(pos)
-            if a is None:
-                nxt = self.by_cpu.next_start(pos)
-                if nxt is None or nxt >= end:
-                    return
-                pos = nxt
-                continue
-            stop = min(end, a.cpu + a.cpu_len)
-            yield a, pos, data if (pos == cpu and stop == end) else data[pos - cpu:stop - cpu]
-            pos = stop
+    def _memwrite(self, a: Alloc, runs: np.ndarray, data: np.ndarray) -> int:
+        """The record(s) of `a`'s captured (runs, data): a memwrite for one run, a memwrite_runs
+        for several; the bytes inline in the record (stored once, no hash: a capture is new
+        data), at most MEMWRITE_PIECE per record."""
+        delta = a.va - a.cpu
+        if data.size > MEMWRITE_PIECE:
+            pos, n = 0, 0
+            while pos < data.size:
+                got = self._data_slice(runs, pos, min(pos + MEMWRITE_PIECE, data.size))
+                n += self._memwrite(a, got, data[pos:pos + MEMWRITE_PIECE])
+                pos += MEMWRITE_PIECE
+            return n
+        if len(runs) == 1:          # one range: the plain memwrite every tool knows
+            self.rec.write_data("memwrite", data, va=int(runs[0, 0]) + delta, size=int(data.size), alloc=a.handle)
+        else:
+            self.rec.write_data("memwrite_runs", data, va=int(runs[0, 0]) + delta, size=int(data.size),
+                                runs=_run_table(runs), alloc=a.handle)
+        return int(data.size)
 
-    def _filter(self, a: Alloc, start: int, data: bytes) -> list[tuple[int, bytes]]:
-        end = start + len(data)
-        segs = [(start, end)]
-        for s, e, _ in self.excluded.items_overlapping(start, end):
-            segs = _subtract(segs, s, e)
-        out = []
-        for s, e in segs:
-            piece = data[s - start:e - start] if (s, e) != (start, end) else data
-            if a.fresh:
-                out.extend(_nonzero_pages(s, piece))
-            else:
-                out.append((s, piece))
-        return out
+    @staticmethod
+    def _data_slice(runs: np.ndarray, d0: int, d1: int) -> np.ndarray:
+        """The runs holding data bytes [d0, d1) (clipped)."""
+        lens = runs[:, 1] - runs[:, 0]
+        pos = np.cumsum(lens) - lens
+        i0 = int(np.searchsorted(pos + lens, d0, side="right"))
+        i1 = int(np.searchsorted(pos, d1, side="left"))
+        sub = runs[i0:i1].copy()
+        sub[0, 0] += d0 - pos[i0]
+        sub[-1, 1] -= (pos[i1 - 1] + lens[i1 - 1]) - d1
+        return sub
 
     def refresh_gpu_written(self, emu_only: bool = False) -> None:
         """After a call during which the GPU may have written memory that the tracker would report
@@ -783,6 +933,8 @@ class RecordingPort(Port):
         if emu_only and self.backend != "emu":
             return
         compare = self.rec.memtrack_method == "compare"
+        if self.backend == "emu" and not compare and not self.userptr_tracked:
+            return                          # nothing the emulated GPU writes is tracked
         for _, _, a in list(self.by_cpu.items):
             if a.tracked and (compare or (a.domain == "userptr") == (self.backend == "emu")):
                 self.rec.refresh(a.cpu, a.cpu_len)
@@ -798,14 +950,22 @@ class RecordingPort(Port):
                     error="doorbell address not mapped to a known queue")
             return
         with self._lock:
-            submitted = self.rec.guard(self._submit, q, addr, value)
+            try:
+                submitted = self._submit(q, addr, value)
+            except Exception as e:          # a recorder bug: reported, the doorbell still rings
+                self.rec.problem("_submit", e)
+                submitted = False
             self.inner.doorbell(addr, value)
             if submitted:
                 self.gpu_dirty = True
-                self.rec.guard(self.refresh_gpu_written, True)
+                if self.userptr_tracked or self._compare:
+                    self.rec.guard(self.refresh_gpu_written, True)
+        if self._handed:
+            self._wake()    # the GPU has its work: now the writer thread may write the capture
 
     def _submit(self, q: Queue, addr: int, value: int) -> bool:
-        after = self._u64(q.wptr_addr)
+        p = self._ptrs.get(q.wptr_addr)
+        after = p.value if p is not None else self._u64(q.wptr_addr)
         if after is None:
             after = value
         before = q.wptr
@@ -815,8 +975,7 @@ class RecordingPort(Port):
         self.capture("submit")
         t = self._now()
         extra = {}
-        n = after - before
-        nbytes, ring = n * q.unit, q.ring_size
+        nbytes, ring = (after - before) * q.unit, q.ring_size
         if nbytes < 0 or nbytes > ring:
             extra["error"] = (f"write pointer moved from {before} to {after}: more than the "
                               f"{ring}-byte ring (or backwards); recorded the whole ring")
@@ -825,35 +984,44 @@ class RecordingPort(Port):
         else:
             pos = (before * q.unit) % ring
         first = min(nbytes, ring - pos)
-        data = self._read(q.ring_base + pos, first) if first else b""
-        if data is not None and nbytes > first:
-            tail = self._read(q.ring_base, nbytes - first)
-            data = None if tail is None else data + tail
+        base = self._rings.get(q, -1)
+        if base == -1:                      # the ring's CPU address, while its mapping lasts
+            a = self.by_va.find(q.ring_base)
+            base = self._rings[q] = (a.cpu_of(q.ring_base) if a is not None and a.readable
+                                     and q.ring_base + ring <= a.va + a.cpu_len else None)
+        if base is not None:
+            data = ctypes.string_at(base + pos, first)
+            if nbytes > first:
+                data += ctypes.string_at(base, nbytes - first)
+        else:
+            data = self._read(q.ring_base + pos, first) if first else b""
+            if data is not None and nbytes > first:
+                tail = self._read(q.ring_base, nbytes - first)
+                data = None if tail is None else data + tail
         if data is None:
             extra["error"] = f"ring at {q.ring_base:#x} is not readable"
             data = b""
-        ibs = self._find_ibs(q, data) if data else []
+        ibs = []
+        off, stride, ops = _IB_SCAN.get(q.engine, (0, 1, b""))
+        if ops and data:                    # a byte scan rules out most streams without IBs
+            units = data[off::stride]
+            for op in ops:
+                if op in units:
+                    ibs = self._find_ibs(q, data)
+                    break
         q.wptr = after
         q.submits += 1
         self._w("submit", t=t, queue_id=q.queue_id, engine=q.engine, wptr_before=before,
                 wptr_after=after, dwords=data if len(data) <= 4096 else self.rec.blob(data),
                 ibs=ibs, doorbell=addr, value=value, gpu_id=q.gpu_id, **extra)
-        self.rec.count("submits")
+        self.rec.stats["submits"] += 1
         return True
 
     def _find_ibs(self, q: Queue, data: bytes) -> list[dict]:
         """Indirect buffers the submitted packets reference, captured as blobs. A byte scan rules
         out streams that cannot hold an IB packet; only the others are decoded (with `follow`,
         which also reaches IBs referenced from IBs)."""
-        if q.engine == "pm4":
-            hit = any(op in data[1::4] for op in _PM4_IB_OPS)
-        elif q.engine == "sdma":
-            hit = any(op in data[0::4] for op in _SDMA_IB_OPS)
-        elif q.engine == "aql":
-            hit = any(f in data[2::64] for f in _AQL_IB_FMTS) and 0 in data[0::64]
-        else:
-            hit = False
-        if not hit:
+        if q.engine == "aql" and 0 not in data[0::64]:
             return []
         found: dict[tuple[int, int], dict] = {}
 
@@ -877,24 +1045,31 @@ class RecordingPort(Port):
 
     # -- annotations --------------------------------------------------------------------------------------
     def annotate(self, kind: str, **fields) -> None:
-        self.rec.guard(self._annotate, kind, fields)
+        try:
+            f = fields
+            if kind == "signal":
+                tl = f.get("timeline", f.get("addr", 0))
+                self._w("signal", addr=tl + 8 if "timeline" in f else tl, value=int(f.get("value", 0)),
+                        queue=f.get("queue"), timeline=tl, gpu_id=f.get("gpu_id"), engine=f.get("engine"))
+            elif kind == "wait":
+                tl = f.get("timeline", f.get("addr", 0))
+                timeout = f.get("timeout")
+                self._w("wait", addr=tl + 8 if "timeline" in f else tl, condition=f.get("condition", "ge"),
+                        value=int(f.get("value", 0)),
+                        timeout=int(timeout * 1e9) if isinstance(timeout, (int, float)) else None,
+                        result=str(f.get("result", "?")), value_seen=f.get("value_seen"), timeline=tl)
+                if self.gpu_dirty and f.get("result") == "ok":
+                    self.checksums()
+                if self._handed:
+                    self._wake()        # a synchronization point: let the writer thread catch up
+            else:
+                self._annotate(kind, f)
+        except Exception as e:          # a recorder bug: reported, never the program's problem
+            self.rec.problem("annotate", e)
         self.inner.annotate(kind, **fields)
 
     def _annotate(self, kind: str, f: dict) -> None:
-        if kind == "signal":
-            tl = f.get("timeline", f.get("addr", 0))
-            self._w("signal", addr=tl + 8 if "timeline" in f else tl, value=int(f.get("value", 0)),
-                    queue=f.get("queue"), timeline=tl, gpu_id=f.get("gpu_id"), engine=f.get("engine"))
-        elif kind == "wait":
-            tl = f.get("timeline", f.get("addr", 0))
-            timeout = f.get("timeout")
-            self._w("wait", addr=tl + 8 if "timeline" in f else tl, condition=f.get("condition", "ge"),
-                    value=int(f.get("value", 0)),
-                    timeout=int(timeout * 1e9) if isinstance(timeout, (int, float)) else None,
-                    result=str(f.get("result", "?")), value_seen=f.get("value_seen"), timeline=tl)
-            if f.get("result") == "ok":
-                self.checksums()
-        elif kind == "codeobj":
+        if kind == "codeobj":
             data = f.get("data") or b""
             self._w("codeobj", blob=self.rec.blob(data), va=int(f.get("va", 0)),
                     size=int(f.get("size", len(data))), target=str(f.get("target", "")),
@@ -912,25 +1087,55 @@ class RecordingPort(Port):
 
         The first pass covers each allocation whole. Later passes write records only for the
         page runs that changed since the memory was last checksummed (found by comparing with a
-        copy, which is much cheaper than crc32 over everything), so the expected contents of every
-        page at any wait are given by the latest checksum record covering it. Allocations larger
-        than SHADOW_MAX keep no copy: they are checksummed whole when their crc32 changes."""
+        copy, much cheaper than crc32 over everything: one memcmp for an unchanged allocation;
+        where the GPU wrote one place last time, the rest then that place, since a GPU tends to
+        write the same places at each submission; else halving with memcmp, or a numpy compare
+        per page for large allocations), so the expected contents of every page at any wait are
+        given by the latest checksum record covering it. Allocations larger than SHADOW_MAX keep
+        no copy: they are checksummed whole when their crc32 changes."""
         if not self.gpu_dirty:
             return 0
         n = 0
         with self._lock:
-            for _, _, a in self.by_cpu.items:
-                if a.role is not None or not a.readable or a.domain in ("doorbell", "mmio"):
-                    continue
+            todo = self._sum_allocs
+            if todo is None:
+                todo = self._sum_allocs = [a for _, _, a in self.by_cpu.items if a.role is None and a.readable
+                                           and a.domain not in ("doorbell", "mmio")]
+            w, crc32 = self._w, zlib.crc32
+            for a in todo:
+                cpu, sh, size, hot = a.cpu, a.shadow_addr, a.cpu_len, a.hot
+                if len(hot) == 1 and size <= 64 * PAGE:
+                    # did only the pages that changed last time change? (each byte read once:
+                    # the memory a pass reads is evicted from the program's caches)
+                    lo, hi = hot[0][0] * PAGE, min(hot[0][1] * PAGE, size)
+                    if (not lo or not _memcmp(cpu, sh, lo)) and \
+                            (hi == size or not _memcmp(cpu + hi, sh + hi, size - hi)):
+                        if _memcmp(cpu + lo, sh + lo, hi - lo):
+                            mv = a.shadow_mv[lo:hi]
+                            mv[:] = a.live_mv[lo:hi]
+                            w("checksum", va=a.va + lo, size=hi - lo, algo="crc32",
+                              digest=crc32(mv).to_bytes(4, "little"), alloc=a.handle)
+                            n += 1
+                        continue
+                elif sh and not _memcmp(cpu, sh, size):
+                    continue                    # unchanged since its last checksum
                 for va, data in self._changed(a):
-                    self._w("checksum", va=va, size=len(data), algo="crc32",
-                            digest=zlib.crc32(data).to_bytes(4, "little"), alloc=a.handle)
+                    w("checksum", va=va, size=len(data), algo="crc32",
+                      digest=zlib.crc32(data).to_bytes(4, "little"), alloc=a.handle)
                     n += 1
-            self.gpu_dirty = any(self._busy(q) for q in self.queues.values())
+            busy = False
+            for q in self.queues.values():      # the GPU may still write: check again next wait
+                p = self._ptrs.get(q.rptr_addr)
+                r = p.value if p is not None else self._u64(q.rptr_addr)
+                if r is None or r < q.wptr:
+                    busy = True
+                    break
+            self.gpu_dirty = busy
         return n
 
     def _changed(self, a: Alloc) -> list[tuple[int, object]]:
-        """(GPU VA, bytes) runs of `a` to checksum now; updates the copy kept for next time."""
+        """(GPU VA, bytes) runs of `a` to checksum now; updates the copy kept for next time.
+        Called when `a` differs from its copy (or has none yet)."""
         if a.cpu_len > SHADOW_MAX:
             crc = zlib.crc32(a.buf)
             if crc == a.digest:
@@ -940,40 +1145,45 @@ class RecordingPort(Port):
         if a.shadow is None:
             a.shadow = np.frombuffer(bytearray(a.buf), np.uint8)
             a.shadow_addr = a.shadow.ctypes.data
+            a.shadow_mv = memoryview(a.shadow)
+            a.live_mv = memoryview(a.buf).cast("B")
+            npages = a.cpu_len // PAGE
+            a.pages64 = np.frombuffer(a.buf, np.uint64, npages * PAGE // 8).reshape(npages, PAGE // 8)
+            a.shadow64 = a.shadow[:npages * PAGE].view(np.uint64).reshape(npages, PAGE // 8)
             return [(a.va, a.shadow)]
-        if not _memcmp(a.cpu, a.shadow_addr, a.cpu_len):
-            return []
-        cur = np.frombuffer(a.buf, np.uint8)
         npages = -(-a.cpu_len // PAGE)
-        if npages <= 64:               # few pages: bisect with memcmp (usually one page changed)
-            changed = [False] * npages
-            _bisect_changed(a.cpu, a.shadow_addr, 0, a.cpu_len, changed)
+        if npages <= 64:        # few pages (usually one changed): halve with memcmp, no numpy
+            runs = _hot_runs(a.cpu, a.shadow_addr, a.cpu_len, a.hot)
+            if runs is None:
+                runs = _runs_of(_differing_pages(a.cpu, a.shadow_addr, a.cpu_len))
+            a.hot = runs
         else:
-            full = a.cpu_len // PAGE * PAGE
+            cur, old = a.pages64, a.shadow64
             changed = np.zeros(npages, bool)
-            step = 1024 * PAGE
-            for off in range(0, full, step):
-                hi = min(full, off + step)
-                changed[off // PAGE:hi // PAGE] = (cur[off:hi].reshape(-1, PAGE)
-                                                   != a.shadow[off:hi].reshape(-1, PAGE)).any(axis=1)
-            if a.cpu_len > full:
-                changed[-1] = bool((cur[full:] != a.shadow[full:]).any())
-        out = []
-        for i, j in _runs(changed):
+            for i in range(0, len(cur), 1024):      # bounded temporaries
+                np.not_equal(cur[i:i + 1024], old[i:i + 1024]).any(axis=1, out=changed[i:i + 1024])
+            if a.cpu_len % PAGE:                     # a partial last page
+                tail = a.cpu_len // PAGE * PAGE
+                changed[-1] = bool(_memcmp(a.cpu + tail, a.shadow_addr + tail, a.cpu_len - tail))
+            runs = _runs(changed)
+        out, mv = [], a.shadow_mv
+        for i, j in runs:
             lo, hi = i * PAGE, min(j * PAGE, a.cpu_len)
-            a.shadow[lo:hi] = cur[lo:hi]
-            out.append((a.va + lo, a.shadow[lo:hi]))
+            ctypes.memmove(a.shadow_addr + lo, a.cpu + lo, hi - lo)
+            out.append((a.va + lo, mv[lo:hi]))
         return out
 
-    def _busy(self, q: Queue) -> bool:
-        r = self._u64(q.rptr_addr)
-        return r is None or r < q.wptr
-
     def _u64(self, addr: int) -> int | None:
+        """The u64 at GPU address `addr` (a queue pointer): through a cached ctypes view of its
+        CPU mapping (dropped whenever a mapping changes), else read safely."""
+        p = self._ptrs.get(addr)
+        if p is not None:
+            return p.value
         a = self.by_va.find(addr)
         cpu = a.cpu_of(addr) if a is not None and a.readable else None
         if cpu is not None and addr + 8 <= a.va + a.cpu_len:
-            return ctypes.c_uint64.from_address(cpu).value
+            p = self._ptrs[addr] = ctypes.c_uint64.from_address(cpu)
+            return p.value
         r = safe_read(addr, 8)
         return int.from_bytes(r, "little") if r is not None else None
 

@@ -8,9 +8,12 @@
 The header is complete before the first record: `start()` opens its own, unwrapped port of the
 chosen backend (so the workload's port, and an emulated GPU's log, see nothing of it), reads the
 topology through it (raw sysfs files and parsed nodes) and asks KFD for its ioctl version with
-GET_VERSION. Everything the recording port does goes through here: `write`/`blob` (which never
-raise into the recorded program once the trace is broken or closed), `guard` (bookkeeping errors
-are reported once and recording goes on), and the WriteTracker calls.
+GET_VERSION. Everything the recording port does goes through here: `write`/`write_data`/`blob`
+(which never raise into the recorded program once the trace is broken or closed), `guard` and
+`problem` (bookkeeping errors are reported once and recording goes on), and the WriteTracker
+calls. The trace writer runs in background mode: blocks holding memory captures are compressed
+and written by its thread, which the recording port wakes where the program hands the GPU work
+or waits for it.
 """
 from __future__ import annotations
 
@@ -29,8 +32,11 @@ from kfdtrace.errors import KfdtraceError, TraceError
 from kfdtrace.trace import TraceWriter, finalize_on_exit
 
 
+_getrusage, _SELF = resource.getrusage, resource.RUSAGE_SELF
+
+
 def _minflt() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return _getrusage(_SELF).ru_minflt
 
 
 class _Writer(TraceWriter):
@@ -95,7 +101,6 @@ class Recorder:
         self.port_notes: list[dict] = []
         self.fault_gate = False
         self._flt = -1
-        self._slow = False      # some range is tracked by a method whose writes do not fault
         self.stats = {"submits": 0, "idle_doorbells": 0, "memwrite_bytes": 0, "captures": 0,
                       "collects_skipped": 0, "capture_s": 0.0, "capture_runs": 0, "capture_max_s": 0.0}
         self.problems: list[str] = []
@@ -120,7 +125,8 @@ class Recorder:
         self.fault_gate = self._test_fault_gate()
         self.header["memory_capture"] = self._capture_header()
         self.writer = _Writer(self.path, self.header, codec=self.codec, chunk_bytes=self.chunk_bytes,
-                              flush_interval=self.flush_interval, strict=False)
+                              flush_interval=self.flush_interval, strict=False, background=True,
+                              on_error=self._write_failed)
         self.writer.recorder = self
         self._write = self.writer.write
         return self
@@ -132,6 +138,8 @@ class Recorder:
             "fault_gate": self.fault_gate,
             "when": "before each doorbell, SET_EVENT and WAIT_EVENTS",
             "granularity": "pages (coalesced runs), split at allocation boundaries",
+            "records": "one per allocation and capture, the bytes inline (no blob, no hash), at "
+                       "most 16 MiB of data per record: memwrite for one run, memwrite_runs for several",
             "excluded": ["queue rings (the submit records hold their bytes)",
                          "queue read/write pointer slots", "the KFD event page",
                          "doorbell and MMIO pages"],
@@ -278,14 +286,26 @@ class Recorder:
 
     def write(self, kind: str, /, **fields) -> int:
         """Write a record; -1 when the trace is closed or broken (reported once, never raised:
-        the recorded program goes on)."""
-        try:
-            return self._write(kind, **fields)
-        except TraceError as e:
-            w = self.writer
-            if not w.closed:
-                self._say("write", f"the trace cannot be written any more: {e}")
-            return -1
+        the recorded program goes on). Once started this is the writer's own `write` (its
+        `on_error` reports), one call per record."""
+        return self._write(kind, **fields)
+
+    def write_data(self, kind: str, data, /, **fields) -> int:
+        """`write` of a record whose `data` field is `data`, stored inline without a copy on
+        this thread (`TraceWriter.write_data`: `data` must never change afterwards)."""
+        if self.writer is None:
+            self.start()
+        return self.writer.write_data(kind, data, **fields)
+
+    def _write_failed(self, e: TraceError) -> None:
+        if not self.writer.closed:
+            self._say("write", f"the trace cannot be written any more: {e}")
+
+    def wake_writer(self) -> None:
+        """Let the writer thread write what it was handed (`TraceWriter.wake`): called where the
+        recorded thread synchronizes with the GPU, not on the submission path."""
+        if self.writer is not None:
+            self.writer.wake()
 
     def _write_before_start(self, kind: str, /, **fields) -> int:
         self.start()
@@ -318,11 +338,14 @@ class Recorder:
         try:
             return fn(*args, **kw)
         except Exception as e:
-            where = getattr(fn, "__name__", "?")
-            tb = traceback.extract_tb(e.__traceback__)[-1]
-            self._say(where, f"recording problem in {where} ({os.path.basename(tb.filename)}:"
-                             f"{tb.lineno}): {type(e).__name__}: {e}")
+            self.problem(getattr(fn, "__name__", "?"), e)
             return None
+
+    def problem(self, where: str, e: Exception) -> None:
+        """Report a recorder bug caught in `where` (once per place); the program goes on."""
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        self._say(where, f"recording problem in {where} ({os.path.basename(tb.filename)}:"
+                         f"{tb.lineno}): {type(e).__name__}: {e}")
 
     # -- the write tracker (every call guarded: it never takes the program down) ----------------------
     def track(self, addr: int, size: int, kind: str = "anon") -> bool:
@@ -330,7 +353,6 @@ class Recorder:
             return False
         try:
             self.tracker.track(addr, size, kind=kind)
-            self._slow = self._slow_ranges()
             return True
         except Exception as e:
             self._say("track", f"cannot track writes to {addr:#x}+{size:#x}: {e}")
@@ -343,10 +365,10 @@ class Recorder:
     def refresh(self, addr: int, size: int) -> None:
         if self.tracker is not None and size > 0:
             self.guard(self.tracker.refresh, addr, size)
-            self._slow = self._slow_ranges()
 
     def collect(self, force: bool = False) -> list:
-        """What the CPU wrote since the last collect. With uffd-wp, every first write to a
+        """What the CPU wrote since the last collect (`WriteTracker.collect_runs`: one (runs,
+        data) pair per written range). With uffd-wp, every first write to a
         protected page is a (minor) page fault the kernel resolves: when the process has taken
         no page fault since the last collect, nothing can have been written and the scan is
         skipped (`fault_gate`, self-tested at start; off whenever some range is compare- or
@@ -354,21 +376,13 @@ class Recorder:
         t = self.tracker
         if t is None:
             return []
-        if self.fault_gate and not force:
-            flt = _minflt()
-            if flt == self._flt and not self._slow:
+        if self.fault_gate:
+            flt = _getrusage(_SELF).ru_minflt     # (inline: this runs before every submission)
+            if flt == self._flt and not force and not t.slow:
                 self.stats["collects_skipped"] += 1
                 return []
             self._flt = flt
-        else:
-            self._flt = _minflt() if self.fault_gate else -1
-        runs = self.guard(t.collect) or []
-        self._slow = self._slow_ranges()
-        return runs
-
-    def _slow_ranges(self) -> bool:
-        pm = self.tracker.stats.get("per_method", {})
-        return bool(pm.get("compare", {}).get("ranges") or pm.get("soft-dirty", {}).get("ranges"))
+        return self.guard(t.collect_runs) or []
 
     def _test_fault_gate(self) -> bool:
         """Does a write to a freshly collected uffd-wp page show up as a minor fault here?"""
@@ -383,7 +397,7 @@ class Recorder:
             self.tracker.collect()
             before = _minflt()
             buf[1] = b"x"
-            ok = _minflt() > before and any(a == addr for a, _ in self.tracker.collect())
+            ok = _minflt() > before and any(int(r[0, 0]) == addr for r, _ in self.tracker.collect_runs())
             self.tracker.untrack(addr, _mmap.PAGESIZE)
             return ok
         except Exception:

@@ -42,7 +42,7 @@ from kfdtrace.errors import KfdtraceError
 from kfdtrace.packets import aql, pm4, sdma
 from kfdtrace.replay.graph import HBGraph
 from kfdtrace.replay.inject import Fault, Patch, fault_write, never_wait, unmapped_address
-from kfdtrace.replay.plan import (M32, M64, Plan, QueueInfo, ReplayRefused, Step, Submission,
+from kfdtrace.replay.plan import (DATA_KINDS, M32, M64, Plan, QueueInfo, ReplayRefused, Step, Submission,
                                   packet_syncs)
 from kfdtrace.replay.remap import Remap, RemapError
 from kfdtrace.replay.report import Report
@@ -189,7 +189,7 @@ class Replayer:
         self.orphan_queues: list[int] = []        # replay queue ids with no recorded counterpart
         self.events: dict[int, int] = {}          # replay event id -> type
         self.remap: Remap | None = None
-        self.data_steps = [st for st in plan.steps if st.kind in ("memwrite", "codeobj")]
+        self.data_steps = [st for st in plan.steps if st.kind in DATA_KINDS]
         self._data_i = 0
         self.held: list[dict] = []                # delay-signal: packets waiting to be submitted
         self.cpu_wait_at = {cw.pos: cw for cw in graph.cpu_waits}
@@ -337,7 +337,7 @@ class Replayer:
 
     # -- CPU memory ------------------------------------------------------------------------------------
     def _read(self, addr: int, size: int) -> bytes | None:
-        if not self.cpu.covers(addr, size, PROT_READ):
+        if size < 0 or not self.cpu.covers(addr, size, PROT_READ):
             return None
         return ctypes.string_at(addr, size)
 
@@ -364,6 +364,9 @@ class Replayer:
             f = st.fields
             if st.kind == "memwrite":
                 self._write(f["va"], self.reader.resolve(f["data"]), f"memwrite (record {st.n})", st)
+            elif st.kind == "memwrite_runs":        # every run, exactly as recorded
+                for va, data in self.reader.memory_writes(st):
+                    self._write(va, data, f"memwrite_runs (record {st.n})", st)
             else:
                 self._codeobj(st)
 
@@ -841,7 +844,15 @@ class Replayer:
         fault.applied["allocation"] = a.describe() if a else None
 
     # -- rings -------------------------------------------------------------------------------------------
+    def _queue_memory(self, rq: ReplayQueue, addr: int, size: int, what: str, need: int = PROT_READ) -> None:
+        """A queue's ring or pointer must be CPU-mapped before the replay touches it: a trace that
+        freed or unmapped it (a damaged or hand-made one) must not crash the process."""
+        if not self.cpu.covers(addr, size, need):
+            raise KfdtraceError(f"{rq.info.name}: its {what} [{addr:#x}, +{size:#x}) is not mapped "
+                                f"{'writable ' if need & PROT_WRITE else ''}in the replay")
+
     def _rptr(self, rq: ReplayQueue) -> int:
+        self._queue_memory(rq, rq.info.rptr_addr, 8, "read pointer")
         return int.from_bytes(ctypes.string_at(rq.info.rptr_addr, 8), "little")
 
     def _completed(self, rq: ReplayQueue) -> int:
@@ -859,6 +870,14 @@ class Replayer:
                         f"in {q.unit}-byte units", record=sub.n, submission=sub.index)
             return
         wb, wa = rq.wptr, rq.wptr + n
+        try:
+            self._queue_memory(rq, q.ring_base, q.ring_size, "ring", PROT_READ | PROT_WRITE)
+            self._queue_memory(rq, q.wptr_addr, 8, "write pointer", PROT_READ | PROT_WRITE)
+            self._queue_memory(rq, q.rptr_addr, 8, "read pointer")
+            self._queue_memory(rq, rq.doorbell, 8, "doorbell", PROT_WRITE)
+        except KfdtraceError as e:
+            self._error(f"{sub.label()}: {e}", fatal=True, record=sub.n, submission=sub.index,
+                        queue=q.queue_id)
         if self._completed(rq) < wa - q.cap:
             self._wait_until(lambda: self._completed(rq) >= wa - q.cap,
                              f"ring space on {q.name} for {sub.label()}", sub)
@@ -1130,6 +1149,7 @@ class Replayer:
 
     def _packet_at(self, rq: ReplayQueue, ptr: int):
         q = rq.info
+        self._queue_memory(rq, q.ring_base, q.ring_size, "ring")
         ring = ctypes.string_at(q.ring_base, q.ring_size)
         if q.engine == "aql":
             pkt = aql.decode_one(ring, (ptr % q.cap) * 64, q.family)

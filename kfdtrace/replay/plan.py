@@ -16,6 +16,7 @@ from kfdtrace.abi import ioctl as abi
 from kfdtrace.abi.families import get_family
 from kfdtrace.errors import KfdtraceError, PacketError
 from kfdtrace.packets import decode_stream, registers
+from kfdtrace.trace import BlobRef, validate
 
 M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 #: compare functions of WAIT_REG_MEM / POLL_REGMEM (reference §3.3, §4.3) and AQL BARRIER_VALUE (§5)
@@ -33,7 +34,7 @@ QUEUE_ENGINES = {abi.QueueType.COMPUTE: "pm4", abi.QueueType.SDMA: "sdma",
                  abi.QueueType.COMPUTE_AQL: "aql", abi.QueueType.SDMA_XGMI: "sdma",
                  abi.QueueType.SDMA_BY_ENG_ID: "sdma"}
 #: record kinds that only describe or annotate: they do not split reorder windows
-DATA_KINDS = {"memwrite", "codeobj"}
+DATA_KINDS = {"memwrite", "memwrite_runs", "codeobj"}
 QUIET_KINDS = {"signal", "marker", "alloc", "free", "queue_create", "queue_destroy", "event_wait",
                "error", "end"}
 
@@ -401,11 +402,15 @@ class Plan:
         self.header = reader.header
         self.gpus: list[dict] = list(self.header.get("gpus") or [])
         self.families: dict[int, object] = {}
+        self._unknown: dict[int, str] = {}          # gpu_id -> why its family is unknown
         for g in self.gpus:
             key = g.get("gfx") or g.get("gfx_target_version")
             try:
                 self.families[g["gpu_id"]] = get_family(key)
-            except (KfdtraceError, KeyError, TypeError):
+            except KfdtraceError as e:
+                if isinstance(g.get("gpu_id"), int):
+                    self._unknown[g["gpu_id"]] = str(e)
+            except (KeyError, TypeError):
                 pass
         self.steps: list[Step] = []
         self.submissions: list[Submission] = []
@@ -428,6 +433,7 @@ class Plan:
             kind = rec.kind
             if kind in QUIET_KINDS:
                 continue
+            self._check_record(rec)
             step = Step(kind, rec.n, rec.t, rec.fields)
             if kind == "ioctl":
                 self._ioctl(step)
@@ -438,8 +444,38 @@ class Plan:
                 step.sub.pos = step.pos
             self.steps.append(step)
 
+    def _check_record(self, rec) -> None:
+        """Refuse a record that does not conform to the trace schema (a damaged trace, or one
+        written by another tool) before anything runs: every later step trusts its field types."""
+        problems = validate(rec.kind, rec.fields)
+        if rec.kind == "ioctl" and not problems:
+            f = rec.fields
+            short = f["name"].removeprefix("AMDKFD_IOC_")
+            d = abi.lookup(f["request"]) if 0 <= f["request"] < 1 << 32 else None
+            if short in abi.IOCTLS_BY_NAME and (d is None or d.name != short):
+                problems.append(f"ioctl.name {f['name']!r} does not match its request {f['request']:#x} "
+                                f"({abi.ioctl_name(f['request']) if d else 'not a KFD ioctl'})")
+            for i, p in enumerate(f.get("payloads") or ()):
+                if not (isinstance(p, dict) and all(p.get(k) is None or isinstance(p[k], (bytes, BlobRef))
+                                                    for k in ("data_in", "data_out"))):
+                    problems.append(f"ioctl.payloads[{i}]: expected {{data_in, data_out: bytes or blob}}, "
+                                    f"got {p!r:.80}")
+                    break
+        if rec.kind == "submit" and not problems:
+            for i, e in enumerate(rec.fields["ibs"]):
+                if not (isinstance(e, dict) and type(e.get("addr")) is int and type(e.get("size")) is int
+                        and e["size"] >= 0 and (e.get("blob") is None or isinstance(e["blob"], (BlobRef, bytes)))):
+                    problems.append(f"submit.ibs[{i}]: expected {{addr: int, size: int, blob}}, got {e!r:.80}")
+                    break
+        if problems:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise ReplayRefused(f"{self.path}: record {rec.n} ({rec.kind}) is malformed: {problems[0]}{more}")
+
     def _family(self, gpu_id: int):
         fam = self.families.get(gpu_id)
+        if fam is None and gpu_id in self._unknown:
+            raise ReplayRefused(f"{self.path}: GPU {gpu_id:#x} of the trace: {self._unknown[gpu_id]}; its "
+                                "packets cannot be decoded or replayed by this kfdtrace")
         if fam is None:
             raise ReplayRefused(f"{self.path}: gpu_id {gpu_id:#x} used by the trace is not among the "
                                 f"GPUs its header describes ({', '.join(hex(g) for g in self.families) or 'none'})")

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 FORMAT_VERSION = (FORMAT_MAJOR, FORMAT_MINOR)
 MAGIC = b"KFDTRACE"
 
@@ -113,13 +113,55 @@ def make_block(kind: bytes, codec: int, raw: bytes, *, tag: int, level: int = 1,
     """Encode one block (header + payload). `tag` is the trace's random 32-bit tag, the same in every
     block of a file, so a reader notices bytes spliced in from another trace. Falls back to codec
     none when compression does not help."""
-    if len(raw) > MAX_BLOCK:
-        raise ValueError(f"block of {len(raw)} bytes exceeds the format's {MAX_BLOCK}")
-    stored = compress(codec, raw, level) if codec != CODEC_NONE else raw
-    if len(stored) >= len(raw):
-        codec, stored = CODEC_NONE, raw
-    head = BLOCK.pack(BLOCK_MAGIC, kind, codec, len(stored), len(raw), count, first, tag, 0)[:28]
-    return head + struct.pack("<I", block_crc(head, stored)) + stored
+    return b"".join(block_parts(kind, codec, [raw], tag=tag, level=level, count=count, first=first)[0])
+
+
+def block_parts(kind: bytes, codec: int, parts: list, *, tag: int, level: int = 1, count: int = 0,
+                first: int = 0) -> tuple[list, int]:
+    """`make_block` for a payload given as a list of bytes-like pieces. Runs of small pieces
+    are joined; a large one (a memory capture's pages, from `TraceWriter.write_data`) is never
+    copied: zlib compresses the pieces as one stream, and stored pieces are written as they are.
+    Few pieces also means few calls that release the GIL, each of which costs a writer thread
+    the wait for it back. Returns (the pieces to write: the 32-byte header first; the crc32)."""
+    joined, small = [], []
+    for p in parts:
+        if len(p) < _PIECE:
+            small.append(p)
+            continue
+        if small:
+            joined.append(small[0] if len(small) == 1 else b"".join(small))
+            small = []
+        joined.append(p)
+    if small:
+        joined.append(small[0] if len(small) == 1 else b"".join(small))
+    raw_size = sum(len(p) for p in joined)
+    if raw_size > MAX_BLOCK:
+        raise ValueError(f"block of {raw_size} bytes exceeds the format's {MAX_BLOCK}")
+    stored, used = joined, CODEC_NONE
+    if codec == CODEC_ZLIB:
+        if len(joined) == 1:
+            out = [zlib.compress(joined[0], level)]
+        else:
+            c = zlib.compressobj(level)
+            out = [c.compress(p) for p in joined]
+            out.append(c.flush())
+            out = [p for p in out if p]
+        if sum(len(p) for p in out) < raw_size:
+            stored, used = out, codec
+    elif codec != CODEC_NONE:
+        packed = compress(codec, b"".join(joined), level)
+        if len(packed) < raw_size:
+            stored, used = [packed], codec
+    size = raw_size if used == CODEC_NONE else sum(len(p) for p in stored)
+    head = BLOCK.pack(BLOCK_MAGIC, kind, used, size, raw_size, count, first, tag, 0)[:28]
+    crc = zlib.crc32(head)
+    for p in stored:
+        crc = zlib.crc32(p, crc)
+    return [head + struct.pack("<I", crc), *stored], crc
+
+
+#: pieces smaller than this are joined into one before a block is encoded
+_PIECE = 1 << 20
 
 
 def blob_hash(data) -> bytes:
@@ -232,7 +274,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
        "queue_id:int", "engine:str", "wptr_before:int", "wptr_after:int", "dwords:bytes|blob",
        "ibs:list", "doorbell:int*", "value:int*"),
     _k("memwrite", "CPU-written GPU-visible memory captured before a submission",
-       "va:int", "size:int", "data:blob", "alloc:int?"),
+       "va:int", "size:int", "data:bytes|blob", "alloc:int?"),
+    _k("memwrite_runs", "CPU-written GPU-visible memory captured before a submission: [start, end) byte "
+       "runs from `va` (`runs`, u64 pairs) whose bytes are concatenated in `data`",
+       "va:int", "size:int", "runs:bytes", "data:bytes|blob", "alloc:int?"),
     _k("codeobj", "a code object loaded to GPU memory", "blob:blob", "va:int", "size:int", "target:str"),
     _k("signal", "a timeline value written", "addr:int", "value:int", "queue:int?"),
     _k("wait", "a CPU wait on a memory value", "addr:int", "condition:str", "value:int",
@@ -247,6 +292,27 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
 
 _TYPES = {"int": (int,), "str": (str,), "bytes": (bytes,), "blob": (BlobRef,), "list": (list,),
           "map": (dict,), "bool": (bool,), "bytes|blob": (bytes,)}
+
+
+#: one run of a `memwrite_runs` record: [start, end) byte offsets from its `va`
+RUN = struct.Struct("<QQ")
+
+
+def decode_runs(runs, size: int) -> list[tuple[int, int]]:
+    """The [start, end) offset runs of a `memwrite_runs` record, checked: whole 16-byte entries,
+    non-empty, increasing and non-overlapping, their lengths adding up to `size` (the bytes of
+    `data`). Raises ValueError saying what is wrong."""
+    if not isinstance(runs, (bytes, bytearray, memoryview)) or len(runs) % RUN.size:
+        raise ValueError(f"runs must be a multiple of {RUN.size} bytes")
+    out, end, total = [], 0, 0
+    for lo, hi in RUN.iter_unpack(runs):
+        if hi <= lo or lo < end:
+            raise ValueError(f"run {len(out)} [{lo:#x}, {hi:#x}) is empty or not after the previous one")
+        out.append((lo, hi))
+        end, total = hi, total + hi - lo
+    if total != size:
+        raise ValueError(f"runs cover {total} bytes, size says {size}")
+    return out
 
 
 def validate(kind: str, fields: dict) -> list[str]:
@@ -269,6 +335,13 @@ def validate(kind: str, fields: dict) -> list[str]:
             problems.append(f"{kind}.{f.name}: expected a blob reference, got {type(v).__name__}")
         elif not isinstance(v, _TYPES[typ]) or (typ == "int" and isinstance(v, bool)):
             problems.append(f"{kind}.{f.name}: expected {typ}, got {type(v).__name__}")
+    if kind == "memwrite_runs" and not problems:
+        try:
+            decode_runs(fields["runs"], fields["size"])
+        except ValueError as e:
+            problems.append(f"memwrite_runs.runs: {e}")
+        if type(fields["data"]) is bytes and len(fields["data"]) != fields["size"]:
+            problems.append(f"memwrite_runs.data: {len(fields['data'])} bytes, size says {fields['size']}")
     return problems
 
 
@@ -301,14 +374,17 @@ class Summary:
         self._live_a: dict[int, dict] = {}
         self._track = {"queue_create": self._queue_create, "queue_destroy": self._queue_destroy,
                        "submit": self._submit, "alloc": self._alloc, "free": self._free,
-                       "memwrite": self._memwrite}
+                       "memwrite": self._memwrite, "memwrite_runs": self._memwrite}
 
     def add(self, kind: str, n: int, t: int, fields: dict) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        if self.t_min is None or t < self.t_min:
-            self.t_min = t
-        if self.t_max is None or t > self.t_max:
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
+        if self.t_max is None:
+            self.t_min = self.t_max = t
+        elif t > self.t_max:
             self.t_max = t
+        elif t < self.t_min:
+            self.t_min = t
         track = self._track.get(kind)
         if track is not None:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import stat
 import threading
 import zlib
 from collections import OrderedDict
@@ -56,10 +57,17 @@ class TraceReader:
     def __init__(self, path, *, progress: Callable[[int, int], None] | None = None):
         self.path = os.fspath(path)
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below)
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError as e:
             raise TraceError(f"cannot open: {e.strerror}", path=self.path) from None
-        self.size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode):     # a directory opens read-only, then every read fails
+            os.close(self._fd)
+            self._fd = -1                    # __del__ must not close the number again
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise TraceError(f"cannot open: {what}, not a trace file", path=self.path)
+        self.size = st.st_size
         self.warnings: list[str] = []
         self.finalized = False
         self.recovered = False
@@ -75,7 +83,9 @@ class TraceReader:
         try:
             self._open(progress)
         except BaseException:
-            os.close(self._fd)
+            # close() marks the fd closed: __del__ runs on this half-built reader too, and closing
+            # the number twice would close whatever the process opened under it since
+            self.close()
             raise
 
     # -- opening ------------------------------------------------------------------------------------
@@ -233,7 +243,10 @@ class TraceReader:
 
     # -- low-level reads ----------------------------------------------------------------------------
     def _pread(self, offset: int, size: int) -> bytes:
-        data = os.pread(self._fd, size, offset)
+        try:
+            data = os.pread(self._fd, size, offset)
+        except OSError as e:                 # EIO from a bad disk, a file vanishing under NFS, ...
+            raise self._error(f"cannot read {size} bytes: {e.strerror}", offset) from None
         if len(data) != size:
             raise self._error(f"file ends after {len(data)} of {size} bytes", offset + len(data))
         return data
@@ -389,6 +402,29 @@ class TraceReader:
     def resolve(self, value) -> bytes:
         """The bytes a field holds, whether inline or a blob reference (e.g. `submit.dwords`)."""
         return self.blob(value) if isinstance(value, BlobRef) else bytes(value)
+
+    def memory_writes(self, rec: Record) -> list[tuple[int, bytes]]:
+        """The (GPU VA, bytes) pieces a `memwrite` or `memwrite_runs` record stores, in address
+        order (a memwrite is one piece; memwrite_runs one per run, sliced from its `data`)."""
+        f = rec.fields
+        try:
+            data = self.resolve(f["data"])
+            va = f["va"]
+            if rec.kind == "memwrite":
+                return [(va, data)]
+            if rec.kind != "memwrite_runs" or type(va) is not int:
+                raise ValueError(f"not a memory write ({rec.kind})")
+            runs = F.decode_runs(f["runs"], len(data))
+            if f["size"] != len(data):
+                raise ValueError(f"size {f['size']} but {len(data)} bytes of data")
+        except (KeyError, TypeError, ValueError) as e:
+            where = self.chunks[bisect.bisect_right(self._firsts, rec.n) - 1].offset if self.chunks else None
+            raise self._error(f"record {rec.n} ({rec.kind}): {type(e).__name__}: {e}", where) from None
+        out, pos = [], 0
+        for lo, hi in runs:
+            out.append((va + lo, data[pos:pos + hi - lo]))
+            pos += hi - lo
+        return out
 
     def _blob_block(self, off: int) -> bytes:
         b = self._read_block(off)

@@ -92,7 +92,7 @@ def test_hex_text_forms(capsys, tmp_path):
     rc, lines, _ = run(capsys, "--engine", "pm4", str(f))
     assert rc == 0 and [line.split()[1] for line in lines] == ["NOP", "NOP", "PFP_SYNC_ME"]
     rc, lines, _ = run(capsys, "--engine", "pm4", "--format", "bin", str(f))   # forced binary: the text bytes
-    assert rc == 0 and lines[0].split()[1] == "UNKNOWN" and "type-1" in lines[0]   # "# co" = 0x6f632023
+    assert rc == 1 and lines[0].split()[1] == "UNKNOWN" and "type-1" in lines[0]   # "# co" = 0x6f632023
 
 
 @pytest.mark.parametrize("content,args,message", [
@@ -118,6 +118,8 @@ def test_missing_file(capsys):
 def test_decode_garbage_lists_unknown_packets(capsys, tmp_path):
     f = tmp_path / "g.hex"
     f.write_text(f"{pm4.header(0xEE, 0):08x} 0 c0064900 1 2\n")
-    rc, lines, _ = run(capsys, "--engine", "pm4", "--gpu", "gfx1100", str(f))
-    assert rc == 0 and "UNKNOWN" in lines[0] and "unknown PM4 opcode 0xee" in lines[0]
+    rc, lines, err = run(capsys, "--engine", "pm4", "--gpu", "gfx1100", str(f))
+    # every packet is listed; exit status 1 and one stderr line say some could not be decoded
+    assert rc == 1 and "UNKNOWN" in lines[0] and "unknown PM4 opcode 0xee" in lines[0]
+    assert err == f"kfdtrace decode: {f}: 2 of 2 packets not decoded; first at dword 0: UNKNOWN: unknown PM4 opcode 0xee\n"
     assert "TRUNCATED" in lines[1] and "RELEASE_MEM needs 8 dwords, only 3 left" in lines[1]

@@ -28,7 +28,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, ProgressBar, Static, TabbedContent, TabPane
 
 from kfdtrace.errors import KfdtraceError
-from tui.model import ENGINE_ID, Filter, Target, TraceModel, fmt_t, parse_int, parse_time
+from tui.model import ENGINE_ID, Filter, Section, Target, TraceModel, fmt_t, parse_int, parse_time
 from tui.screens.help import HelpScreen, key_table
 from tui.screens.prompt import FilterScreen, SearchScreen
 from tui.widgets.detail import Detail
@@ -78,6 +78,7 @@ class KfdtraceApp(App):
             self.model.report = report
         self.path = str(path)
         self.history: list[Target] = []
+        self.open_error: KfdtraceError | None = None     # the trace could not be opened at all
         self.flt = Filter()
         self.flt_text: dict = {}
         self.search_q: dict | None = None
@@ -121,6 +122,7 @@ class KfdtraceApp(App):
         try:
             m.open(progress=lambda d, t: self.call_from_thread(self._progress, "recovering", d, t))
         except KfdtraceError as e:
+            self.open_error = e
             self.call_from_thread(self._failed, str(e))
             return
         self.call_from_thread(self._opened)
@@ -246,16 +248,27 @@ class KfdtraceApp(App):
             pl.move_to(row, notify=False, center=True)
             if not exact:
                 self.say(f"packet {tgt.index} is hidden by the filter (x clears it)")
-            det.show(m.packet_detail(tgt.index))
+            det.show(self._detail(m.packet_detail, tgt))
         elif tgt.kind == "record":
             il = self.query_one("#ioctls", IoctlList)
             r = il.row_of_record(tgt.index)
             if r is not None:
                 il.move_to(r, notify=False, center=True)
-            det.show(m.record_detail(tgt.index))
+            det.show(self._detail(m.record_detail, tgt))
         elif tgt.kind == "alloc":
             self.query_one("#allocs", AllocList).move_to(tgt.index, notify=False, center=True)
-            det.show(m.alloc_detail(tgt.index))
+            det.show(self._detail(m.alloc_detail, tgt))
+
+    @staticmethod
+    def _detail(build, tgt: Target) -> list:
+        """The detail sections of `tgt`; a record the decoders cannot make sense of (a damaged or
+        foreign trace) is shown as what failed, not as a crash of the whole viewer."""
+        try:
+            return build(tgt.index)
+        except Exception as e:
+            sec = Section(f"{tgt}: cannot be shown")
+            sec.add("error", f"{type(e).__name__}: {e}", style="error")
+            return [sec]
 
     def jump(self, tgt: Target | None, message: str = "") -> None:
         """Select `tgt` as a jump (remembered for `back`) and show the view that holds it."""
@@ -597,5 +610,8 @@ def run(path, report_path=None) -> int:
     if report_path is not None:
         from tui.report import Report
         report = Report.load(report_path)
-    KfdtraceApp(path, report).run()
+    app = KfdtraceApp(path, report)
+    app.run()
+    if app.open_error is not None:      # shown in the banner; said again on the terminal, exit 2
+        raise app.open_error
     return 0

@@ -733,6 +733,10 @@ def struct_for_size(d: IoctlDef, size: int, *, kernel_view: bool = False) -> typ
 
 
 def _require(request: int, data: bytes | bytearray | memoryview) -> tuple[IoctlDef, int, bytes]:
+    if isinstance(request, bool) or not isinstance(request, int) or not 0 <= request < 1 << 32:
+        raise AbiError(f"ioctl request {request!r} is not a 32-bit request word")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise AbiError(f"{ioctl_name(request)}: argument bytes expected, got {type(data).__name__}")
     d = lookup(request)
     if d is None:
         raise AbiError(f"request 0x{request:08X} is not a known KFD ioctl "

@@ -6,6 +6,9 @@ default) treats printable ASCII as hex text and anything else as binary. Output:
 line — offset (dwords for PM4/SDMA, bytes for AQL), name and fields — or JSON lines with
 ``--json``.
 
+Exit status: 0 every packet decoded, 1 some could not be (unknown or truncated: listed inline
+with ``!!`` and summed up on stderr), 2 the input could not be read.
+
     kfdtrace decode --engine pm4 --gpu gfx942 traces/example.pm4.hex
     xxd -p ring.bin | kfdtrace decode --engine sdma --gpu gfx1100 -
 """
@@ -87,6 +90,8 @@ def run(args) -> int:
     family = resolve_family(int(gpu) if gpu and gpu.isdigit() else gpu) if gpu else None
     name = "<stdin>" if args.input == "-" else args.input
     dwords = to_dwords(read_input(args.input), args.format, name)
+    if not dwords:
+        raise DecodeInputError(f"{name}: no packets: the input holds no dwords")
     if args.engine == "aql":
         packets = aql.decode(dwords, family=family)
     else:
@@ -98,4 +103,12 @@ def run(args) -> int:
             out.write(json.dumps(p.to_dict()) + "\n")
         else:
             out.write(f"{'  ' * p.depth}{p.offset:>{width}}  {p.summary(family)}\n")
+    bad = [p for p in packets if p.error]
+    if bad:       # everything decodable was printed; say what was not, and where, in one line
+        unit = "byte" if args.engine == "aql" else "dword"
+        first = bad[0]
+        where = f"{unit} {first.offset}" + (" of an indirect buffer" if first.depth else "")
+        print(f"kfdtrace decode: {name}: {len(bad)} of {len(packets)} packets not decoded; first at "
+              f"{where}: {first.name}: {first.error}", file=sys.stderr)
+        return 1
     return 0

@@ -41,14 +41,24 @@ def run(args) -> int:
     out = args.output or os.path.splitext(os.path.basename(args.file))[0] + ".json"
     with TraceReader(args.file) as reader:
         events = perfetto_events(reader, packets=not args.no_packets, progress=_progress(len(reader)))
+        warnings = list(reader.warnings)
+    for w in warnings:                       # e.g. a recovered trace: the export is partial
+        print(f"warning: {w}", file=sys.stderr)
     try:
         with open(out, "w") as f:
             json.dump({"traceEvents": events, "displayTimeUnit": "ns",
-                       "otherData": {"source": os.path.basename(args.file)}}, f, separators=(",", ":"))
+                       "otherData": {"source": os.path.basename(args.file)}}, f, separators=(",", ":"),
+                      default=_json_value)
     except OSError as e:
         raise KfdtraceError(f"cannot write {out}: {e.strerror}") from None
     print(f"kfdtrace export: {len(events)} events -> {out}", file=sys.stderr)
     return 0
+
+
+def _json_value(v):
+    """A field value JSON cannot hold (a damaged or foreign trace may put bytes anywhere)."""
+    from kfdtrace.commands.dump import jsonable
+    return jsonable(v) if isinstance(v, (bytes, bytearray)) else repr(v)
 
 
 class _progress:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from kfdtrace.commands._backend import add_backend_options
+from kfdtrace.commands._backend import add_backend_options, positive_float
+from kfdtrace.errors import KfdtraceError
 
 EPILOG = """reorder policies: recorded (default), serialize, reverse, random (with --seed), delay:QUEUE:N
 
@@ -35,7 +37,7 @@ def add_parser(subparsers) -> None:
                         "default 1, a different machine than a default recording)")
     p.add_argument("--force", action="store_true",
                    help="replay even if the target GPU family differs from the trace's (with a warning)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
                    help="watchdog for every wait, in seconds (default 10)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-' for stdout)")
     g = p.add_argument_group("perturbation")
@@ -57,6 +59,8 @@ def run(args) -> int:
     from kfdtrace.replay import DEFAULT_MACHINE, explore, replay
     from kfdtrace.replay.plan import ReplayRefused
 
+    if args.json and args.json != "-":      # before the replay, not after minutes of it
+        _check_output(args.json)
     machine = DEFAULT_MACHINE if args.machine is None else args.machine
     common = dict(backend=args.backend, gpu=args.gpu, gpus=args.gpus, machine=machine,
                   timeout=args.timeout, force=args.force)
@@ -102,10 +106,23 @@ def _explore(args, explore, common) -> int:
     return 1 if res["diverging"] else 0
 
 
+def _check_output(path: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise KfdtraceError(f"--json {path}: is a directory")
+    if not os.path.isdir(d):
+        raise KfdtraceError(f"--json {path}: directory {d} does not exist")
+    if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise KfdtraceError(f"--json {path}: not writable")
+
+
 def _dump(obj, path: str) -> None:
     text = json.dumps(obj, indent=1, default=str)
     if path == "-":
         print(text)
     else:
-        with open(path, "w") as fh:
-            fh.write(text + "\n")
+        try:
+            with open(path, "w") as fh:
+                fh.write(text + "\n")
+        except OSError as e:
+            raise KfdtraceError(f"cannot write the report to {path}: {e.strerror}") from None

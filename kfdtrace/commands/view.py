@@ -24,6 +24,9 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from kfdtrace.errors import TraceError
     from kfdtrace.trace import format as F
+    if os.path.exists(args.file) and not os.path.isfile(args.file):    # reading a FIFO would block
+        what = "a directory" if os.path.isdir(args.file) else "not a regular file"
+        raise TraceError(f"cannot open: {what}, not a trace file", path=args.file)
     try:
         with open(args.file, "rb") as fh:
             head = fh.read(F.PREAMBLE.size)

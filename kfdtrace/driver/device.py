@@ -120,13 +120,22 @@ class Device:
         if h.gpu_id:
             raise GpuFault(f"GPU queue error on {self.name} (gpu_id {h.gpu_id:#x}): the GPU raised a "
                            f"HW exception (reset_type {h.reset_type}, cause {h.reset_cause}); "
-                           "the queue was stopped")
+                           f"the queue was stopped{self._busy_queues()}")
         m = memory.memory_exception_data
         if m.va or m.failure.NotPresent or m.failure.ReadOnly or m.failure.NoExecute:
             kinds = [k for k in ("NotPresent", "ReadOnly", "NoExecute") if getattr(m.failure, k)]
             raise GpuFault(f"GPU memory fault on {self.name} (gpu_id {m.gpu_id:#x}) at address "
-                           f"{m.va:#x} ({', '.join(kinds) or 'fault'}); the faulting queue was stopped",
-                           address=m.va)
+                           f"{m.va:#x} ({', '.join(kinds) or 'fault'}); the faulting queue was stopped"
+                           f"{self._busy_queues()}", address=m.va)
+
+    def _busy_queues(self) -> str:
+        """Where the fault can be: the queues with unfinished packets, each at its read pointer
+        (the exception data names the GPU only)."""
+        try:
+            busy = [q.describe_stall() for q in self.queues if not q.destroyed and q.rptr < q.wptr]
+        except Exception:        # a diagnostic must never hide the fault itself
+            return ""
+        return "; " + "; ".join(busy) if busy else ""
 
     def __repr__(self):
         return f"<Device {self.name} gpu_id={self.gpu_id:#x} backend={self.port.backend}>"
@@ -148,8 +157,8 @@ class Device:
         userptr). The buffer is mapped on this GPU and on the CPU at the same address."""
         if where not in DOMAIN_FLAGS:
             raise KfdtraceError(f"unknown memory kind {where!r}: use vram, gtt or host")
-        if size <= 0:
-            raise KfdtraceError(f"allocation size must be positive, got {size}")
+        from kfdtrace.driver.queues import _positive
+        size = _positive(size, "allocation")
         proc = self.proc
         mapped = align(size, PAGE)
         alignment = 1 << 21 if mapped >= 1 << 21 else PAGE

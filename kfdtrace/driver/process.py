@@ -97,8 +97,22 @@ class KfdProcess:
     def ioctl(self, name: str, **fields):
         """Issue AMDKFD_IOC_<name> with the given struct fields; return the struct copied out.
         Raises KfdError (ioctl name, errno, message) on failure."""
-        d = abi.IOCTLS_BY_NAME[name]
-        args = d.struct(**fields) if d.struct is not None else None
+        d = abi.IOCTLS_BY_NAME.get(name)
+        if d is None:
+            raise KfdtraceError(f"no KFD ioctl named {name!r}")
+        args = None
+        if d.struct is not None:
+            anon = getattr(d.struct, "_anonymous_", ())
+            known = [f[0] for f in d.struct._fields_ if f[0] not in anon]
+            known += [g[0] for f in d.struct._fields_ if f[0] in anon for g in f[1]._fields_]
+            unknown = sorted(set(fields) - set(known))
+            if unknown:                   # ctypes would silently keep a misspelt field as an attribute
+                raise KfdtraceError(f"AMDKFD_IOC_{name} has no field {', '.join(map(repr, unknown))}; "
+                                    f"its fields: {', '.join(known)}")
+            try:
+                args = d.struct(**fields)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise KfdtraceError(f"AMDKFD_IOC_{name}: bad field value: {e}") from None
         buf = bytearray(bytes(args)) if args is not None else bytearray()
         err = self.port.ioctl(self.kfd, d.request, buf)
         if err:

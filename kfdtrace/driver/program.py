@@ -104,7 +104,9 @@ def dispatch_setup(queue, kernel: Kernel, grid, block, args, named) -> DispatchS
     if block[0] * block[1] * block[2] > kernel.meta.max_flat_workgroup_size:
         raise KfdtraceError(f"block {block} exceeds {kernel.name}'s max workgroup size "
                             f"{kernel.meta.max_flat_workgroup_size}")
-    for a in list(args) + list(named.values()):
+    for i, a in enumerate(list(args) + list(named.values())):
+        if getattr(a, "freed", False):
+            raise KfdtraceError(f"kernel {kernel.name}: argument {i} is {a!r}, which was freed")
         if hasattr(a, "map_to"):
             queue._prepare(a)
     values = [a.address if hasattr(a, "address") else a for a in args]

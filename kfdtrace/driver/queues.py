@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import operator
 import struct
 import time
 from collections import deque
@@ -54,9 +55,28 @@ def _set_u64(addr: int, value: int) -> None:
     ctypes.c_uint64.from_address(addr).value = value & 0xFFFF_FFFF_FFFF_FFFF
 
 
-def _addr(x, offset: int = 0) -> int:
-    """A GPU address from a Buffer or an int."""
-    return (x.address if hasattr(x, "address") else int(x)) + offset
+def _addr(x, offset: int = 0, size: int = 4, what: str = "packet") -> int:
+    """A GPU address from a Buffer or an int. For a Buffer, [offset, offset + size) must lie
+    inside it and it must not be freed: the GPU would otherwise read or write whatever memory
+    follows it (or now lives at its address) without any fault. Plain ints go through unchecked."""
+    if hasattr(x, "address"):
+        if getattr(x, "freed", False):
+            raise KfdtraceError(f"{what}: {x!r} was freed")
+        if hasattr(x, "size") and (offset < 0 or size < 0 or offset + size > x.size):
+            raise KfdtraceError(f"{what}: bytes [{offset:#x}, {offset + size:#x}) are outside {x!r}")
+        return x.address + offset
+    return int(x) + offset
+
+
+def _positive(size, what: str) -> int:
+    """`size` as an int (numpy integers too) if it is a positive byte count, else a clear error."""
+    try:
+        n = None if isinstance(size, bool) else operator.index(size)
+    except TypeError:
+        n = None
+    if n is None or n <= 0:
+        raise KfdtraceError(f"{what} size must be a positive number of bytes, got {size!r}")
+    return n
 
 
 class Queue:
@@ -73,6 +93,17 @@ class Queue:
         self.ring_size = ring_size
         self.cap = ring_size // self.unit
         self._owned = []
+        try:
+            self._create(device, ring_size, engine)
+        except BaseException:            # CREATE_QUEUE refused, or an allocation failed: no leaks
+            for b in self._owned:
+                b._destroy()
+            raise
+        self.name = f"{self.kind}{len([q for q in device.queues if q.kind == self.kind])}"
+        self.destroyed = False
+        device.queues.append(self)
+
+    def _create(self, device, ring_size: int, engine: int | None) -> None:
         self.ring = self._alloc(ring_size, "gtt")
         self.ptrs = self._alloc(4096, "gtt")
         self._init_pointers()
@@ -101,9 +132,6 @@ class Queue:
         self.queue_id = r.queue_id
         self.doorbell_offset = r.doorbell_offset
         self.doorbell = device._doorbell_address(r.doorbell_offset)
-        self.name = f"{self.kind}{len([q for q in device.queues if q.kind == self.kind])}"
-        self.destroyed = False
-        device.queues.append(self)
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name} id={self.queue_id} on {self.device.name}>"
@@ -137,6 +165,7 @@ class Queue:
             elif time.monotonic() > deadline:
                 raise WaitTimeout(f"ring full for {RING_TIMEOUT:.0f}s: {self.describe_stall()}")
             spins += 1
+            self._check_stopped(spins)
             if spins > 8:
                 time.sleep(min(0.001, 1e-5 * spins))
             self.port.doorbell(self.doorbell, self.wptr)    # let the GPU (or emulator) go on
@@ -191,6 +220,12 @@ class Queue:
         self._emit(np.asarray(dwords, dtype=np.uint32))
 
     # -- diagnostics ------------------------------------------------------------------------------
+    def _check_stopped(self, spins: int) -> None:
+        """While waiting for the engine to move on: a queue the GPU stopped (a fault) never will,
+        so say so now (GpuFault) instead of after the whole timeout."""
+        if spins % 256 == 0:          # ~4 times a second once the spin has slowed to sleeps
+            self.device.check_fault()
+
     def describe_stall(self) -> str:
         """Which packet this queue is on (decoded), and what memory it waits for."""
         r, w = self.rptr, self.wptr
@@ -270,8 +305,9 @@ class SdmaQueue(Queue):
 
     def copy(self, dst, src, size: int, dst_offset: int = 0, src_offset: int = 0) -> None:
         """Copy `size` bytes from `src` to `dst` (Buffers, possibly on another GPU, or addresses)."""
+        size = _positive(size, "SDMA copy")
+        d, s = _addr(dst, dst_offset, size, "SDMA copy dst"), _addr(src, src_offset, size, "SDMA copy src")
         self._prepare(dst, src)
-        d, s = _addr(dst, dst_offset), _addr(src, src_offset)
         out = []
         for off in range(0, size, self.max_copy):
             n = min(self.max_copy, size - off)
@@ -280,10 +316,11 @@ class SdmaQueue(Queue):
 
     def fill(self, dst, value: int, size: int, offset: int = 0) -> None:
         """Fill `size` bytes (a multiple of 4) at `dst` with the 32-bit `value`."""
+        size = _positive(size, "SDMA fill")
         if size % 4:
             raise KfdtraceError(f"SDMA fill size must be a multiple of 4 bytes, got {size}")
+        d = _addr(dst, offset, size, "SDMA fill")
         self._prepare(dst)
-        d = _addr(dst, offset)
         out = []
         for off in range(0, size, self.max_fill):
             n = min(self.max_fill, size - off)
@@ -293,18 +330,21 @@ class SdmaQueue(Queue):
 
     def write(self, dst, values, offset: int = 0) -> None:
         """Write dwords inline from the ring (WRITE_UNTILED)."""
+        data = [int(v) & 0xFFFFFFFF for v in values]
+        d = _addr(dst, offset, 4 * len(data), "SDMA write")
         self._prepare(dst)
-        self._emit_dw(sdma.build("WRITE_UNTILED", self.family, dst_addr=_addr(dst, offset),
-                                 data=[int(v) & 0xFFFFFFFF for v in values]))
+        self._emit_dw(sdma.build("WRITE_UNTILED", self.family, dst_addr=d, data=data))
 
     def fence(self, addr, value: int) -> None:
+        a = _addr(addr, 0, 4, "SDMA fence")
         self._prepare(addr)
-        self._emit_dw(sdma.build("FENCE", self.family, addr=_addr(addr), data=value & 0xFFFFFFFF))
+        self._emit_dw(sdma.build("FENCE", self.family, addr=a, data=value & 0xFFFFFFFF))
 
     def timestamp(self, addr) -> None:
         """Write the 64-bit GPU timestamp at `addr` (8-byte aligned)."""
+        a = _addr(addr, 0, 8, "SDMA timestamp")
         self._prepare(addr)
-        self._emit_dw(sdma.build("TIMESTAMP_GET_GLOBAL", self.family, write_addr=_addr(addr)))
+        self._emit_dw(sdma.build("TIMESTAMP_GET_GLOBAL", self.family, write_addr=a))
 
     def signal(self, timeline, value: int) -> None:
         """Set `timeline` to `value` when everything before has completed, then interrupt."""
@@ -380,6 +420,7 @@ class _ComputeMixin:
                 raise WaitTimeout(f"kernel arguments still in use after {RING_TIMEOUT:.0f}s: "
                                   f"{self.describe_stall()}")
             spins += 1
+            self._check_stopped(spins)
             if spins > 8:
                 time.sleep(min(0.001, 1e-5 * spins))
             self.port.doorbell(self.doorbell, self.wptr)
@@ -465,9 +506,10 @@ class Pm4Queue(_ComputeMixin, Queue):
                                 mask=0xFFFFFFFF, poll_interval=4) + self.barrier())
 
     def write_data(self, dst, values, offset: int = 0) -> None:
+        data = [int(v) & 0xFFFFFFFF for v in values]
+        d = _addr(dst, offset, 4 * len(data), "WRITE_DATA")
         self._prepare(dst)
-        self._emit_dw(pm4.build("WRITE_DATA", self.family, dst_sel=5, wr_confirm=1,
-                                dst_addr=_addr(dst, offset), data=[int(v) & 0xFFFFFFFF for v in values]))
+        self._emit_dw(pm4.build("WRITE_DATA", self.family, dst_sel=5, wr_confirm=1, dst_addr=d, data=data))
 
 
 class AqlQueue(_ComputeMixin, Queue):

@@ -229,7 +229,8 @@ class EventTable:
 
     @staticmethod
     def copy_out(waiters: list[Waiter], datas: ctypes.Array) -> int:
-        """copy_signaled_event_data: memory-exception data, or the event age when asked for."""
+        """copy_signaled_event_data: memory-exception or HW-exception data (the kernel copies
+        both into the union at offset 0), or the event age when asked for."""
         for w, d in zip(waiters, datas):
             if w.event is None:
                 return EINVAL
@@ -237,6 +238,8 @@ class EventTable:
                 continue
             if w.event.type == abi.EventType.MEMORY and w.event.memory_exception is not None:
                 d.memory_exception_data = w.event.memory_exception
+            elif w.event.type == abi.EventType.HW_EXCEPTION and w.event.hw_exception is not None:
+                d.hw_exception_data = w.event.hw_exception
             elif w.event.type == abi.EventType.SIGNAL and w.age_enabled:
                 d.signal_event_data.last_event_age = w.event.age
         return 0

@@ -50,12 +50,25 @@ def emu_config_from_env(gpu: str | None = None, gpus: int | None = None,
                         vram: int | None = None, seed: int | None = None) -> dict:
     """The emulated GPU's configuration: explicit arguments win over the environment."""
     env = os.environ
+
+    def number(value, name: str, default):
+        if value is not None:
+            return value
+        text = env.get(name)
+        if not text:
+            return default
+        for base in (10, 0):                # decimal as before; 0x... too
+            try:
+                return int(text, base)
+            except ValueError:
+                pass
+        raise PortError(f"{name}={text!r} is not a number")
+
     return {
         "gpu": gpu or env.get("KFDTRACE_EMU_GPU") or "gfx942",
-        "gpus": int(gpus if gpus is not None else env.get("KFDTRACE_EMU_GPUS", "1")),
-        "vram": int(vram if vram is not None else env.get("KFDTRACE_EMU_VRAM", str(4 << 30))),
-        "seed": (seed if seed is not None else
-                 (int(env["KFDTRACE_EMU_SEED"]) if env.get("KFDTRACE_EMU_SEED") else None)),
+        "gpus": number(gpus, "KFDTRACE_EMU_GPUS", 1),
+        "vram": number(vram, "KFDTRACE_EMU_VRAM", 4 << 30),
+        "seed": number(seed, "KFDTRACE_EMU_SEED", None),
     }
 
 

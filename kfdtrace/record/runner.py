@@ -4,8 +4,10 @@ The script runs in this process as `__main__` (runpy), with `sys.argv = [script,
 directory first on `sys.path`, exactly as `python script.py args...` would run it; every port it
 opens is wrapped by the recording port. The trace is finalized however the script ends: normal
 exit or `sys.exit(n)` (its status), an exception (an `error` record with the traceback, status
-"error", exit status 1), Ctrl-C ("interrupted", 130), SIGTERM ("terminated", via the writer's
-`finalize_on_exit`, after which the process dies of the signal as it would have). A process
+"error", exit status 1; a kfdtrace error — GPU fault, wait timeout, failed ioctl — is printed as
+one line naming the script's line, any other exception as Python prints it), Ctrl-C
+("interrupted", 130), SIGTERM ("terminated", via the writer's `finalize_on_exit`, after which the
+process dies of the signal as it would have). A process
 killed outright (SIGKILL) leaves an unfinalized file that the reader recovers up to its last
 flushed block (flushes happen by size and every `flush_interval` seconds).
 """
@@ -35,6 +37,20 @@ def _script_traceback(e: BaseException) -> str:
     return "".join(traceback.format_exception(type(e), e, tb))
 
 
+def _script_location(e: BaseException) -> str:
+    """`file, line N: ` of the innermost frame outside kfdtrace itself: where the script (or a
+    module of its own) made the call that failed."""
+    pkg = os.path.dirname(os.path.abspath(__file__ + "/.."))
+    where = ""
+    for frame, lineno in traceback.walk_tb(e.__traceback__):
+        name = frame.f_code.co_filename
+        if name.startswith("<") or name == runpy.__file__ or os.path.abspath(name).startswith(pkg + os.sep):
+            continue
+        rel = os.path.relpath(name)
+        where = f"{name if rel.startswith('..') else rel}, line {lineno}: "
+    return where
+
+
 def _exit_code(e: SystemExit) -> int:
     code = e.code
     if code is None:
@@ -52,7 +68,8 @@ def run_script(script: str, args: list[str] | tuple = (), *, output: str | None 
     `on_signals` installs the finalize-on-SIGINT/SIGTERM/exit handlers (main thread only)."""
     path = os.path.abspath(script)
     if not os.path.isfile(path):
-        raise KfdtraceError(f"cannot record {script}: no such file")
+        why = "it is a directory, not a Python script" if os.path.isdir(path) else "no such file"
+        raise KfdtraceError(f"cannot record {script}: {why}")
     out = output or default_output(script)
     rec = Recorder(out, argv=argv, script=path, script_args=list(args), codec=codec,
                    flush_interval=flush_interval, memtrack=memtrack)
@@ -74,7 +91,12 @@ def run_script(script: str, args: list[str] | tuple = (), *, output: str | None 
     except BaseException as e:          # the script raised: keep the trace, report like Python
         text = _script_traceback(e)
         rec.write("error", text=text, type=type(e).__name__)
-        sys.stderr.write(text)
+        if isinstance(e, KfdtraceError):
+            # kfdtrace's own errors (a GPU fault, a wait that timed out, a failed ioctl) already
+            # say what and where: one line, with the script's line; the traceback is in the trace
+            print(f"kfdtrace record: {_script_location(e)}{type(e).__name__}: {e}", file=sys.stderr)
+        else:                           # a bug in the script: its traceback, as Python prints it
+            sys.stderr.write(text)
         status, code = "error", 1
     finally:
         sys.argv[:] = saved_argv

@@ -61,11 +61,20 @@ def replay(trace, *, port=None, backend: str | None = None, gpu: str | None = No
     down afterwards); otherwise it opens the target (`open_target`) and shuts it down. Refusals
     (incompatible GPU, a packet outside every allocation, an address range in use) raise
     ReplayRefused before anything is submitted."""
+    if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
+        raise KfdtraceError(f"the replay timeout must be a positive number of seconds, not {timeout!r}")
     plan = trace if isinstance(trace, Plan) else load(trace)
+    if len(plan.reader) == 0:
+        why = f" ({plan.reader.warnings[0]})" if plan.reader.warnings else ""
+        raise ReplayRefused(f"{plan.path}: nothing to replay: the trace holds no records{why}")
     for s in drop_waits:
         plan.submission(s)
     graph = HBGraph(plan, drop_waits)
     pol = parse_policy(policy)
+    if pol.name == "delay" and all(sub.queue.queue_id != pol.queue for sub in plan.submissions):
+        have = sorted({sub.queue.queue_id for sub in plan.submissions})
+        raise KfdtraceError(f"--reorder {pol}: the trace has no submissions to queue {pol.queue} "
+                            f"(queues with submissions: {', '.join(map(str, have)) or 'none'})")
     own = port is None
     parse_specs(inject, plan, port.backend if port is not None else _backend_name(backend))
     plan.validate()
@@ -75,6 +84,8 @@ def replay(trace, *, port=None, backend: str | None = None, gpu: str | None = No
     report = Report(str(plan.path), backend=port.backend, target=port.describe(), policy=str(pol), seed=seed,
                     submissions=len(plan.submissions), recorded_on=", ".join(plan.family_names()))
     report.faults = faults
+    for w in plan.reader.warnings:          # e.g. a recovered trace: say what the replay is missing
+        report.note(f"trace: {w}")
     opts = Options(policy=pol, seed=seed, timeout=timeout, faults=faults, drop_waits=list(drop_waits),
                    force=force, progress=progress, capture=capture)
     replayer = Replayer(plan, graph, port, opts, report)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 
+from kfdtrace.errors import KfdtraceError
+
 STATUS_EXIT = {"matched": 0, "diverged": 1, "hang": 2, "error": 2, "refused": 2, "interrupted": 130}
 OUTCOME = {"error": "error surfaced", "hang": "hang detected", "divergence": "divergence"}
 
@@ -109,8 +111,11 @@ class Report:
         if path == "-":
             print(data)
         else:
-            with open(path, "w") as fh:
-                fh.write(data + "\n")
+            try:
+                with open(path, "w") as fh:
+                    fh.write(data + "\n")
+            except OSError as e:
+                raise KfdtraceError(f"cannot write the report to {path}: {e.strerror}") from None
 
     def text(self) -> str:
         i = self.info

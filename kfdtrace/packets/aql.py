@@ -15,7 +15,7 @@ import numpy as np
 
 from kfdtrace.errors import PacketError
 from kfdtrace.packets import pm4
-from kfdtrace.packets.table import (B, D, FIELD_META, SUMMARY, Compiled, Field, Layout, Packet, Q,
+from kfdtrace.packets.table import (followed_ibs, B, D, FIELD_META, SUMMARY, Compiled, Field, Layout, Packet, Q,
                                     as_dwords, compile_function, default_summary, ident, no_gc, truncated)
 
 ENGINE = "aql"
@@ -162,16 +162,9 @@ def _walk(d: list, p: int, e: int, out: list, family, follow, max_depth: int) ->
         out.append(pkt)
         if pkt.refs and follow is not None and max_depth > 0:
             idx = len(out) - 1
-            for kind, addr, size in pkt.refs:
-                try:
-                    data = follow(addr, size)
-                except Exception as ex:  # a bad address must not stop the walk
-                    pkt.error = f"cannot read IB at {addr:#x}: {ex}"
-                    continue
-                if data is None:
-                    continue
+            for ib, n in followed_ibs(pkt, None, follow):
                 base = len(out)
-                for child in pm4.decode(data, family, end=size, follow=follow, max_depth=max_depth - 1):
+                for child in pm4.decode(ib, family, end=n, follow=follow, max_depth=max_depth - 1):
                     child.depth += 1
                     child.parent = idx if child.parent is None else child.parent + base
                     out.append(child)

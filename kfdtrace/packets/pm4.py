@@ -25,7 +25,7 @@ import numpy as np
 
 from kfdtrace.errors import PacketError
 from kfdtrace.packets import registers
-from kfdtrace.packets.table import (B, D, FIELD_META, SUMMARY, Compiled, Field, Layout, Nat, Packet, Q,
+from kfdtrace.packets.table import (followed_ibs, B, D, FIELD_META, SUMMARY, Compiled, Field, Layout, Nat, Packet, Q,
                                     as_array, as_dwords, chain_offsets, compile_function, default_summary,
                                     fmt_value, gfx_key, ident, no_gc, resolve_family, truncated)
 
@@ -432,18 +432,8 @@ def _walk(d, p, e, tbl, out, family, follow, max_depth, depth, parent) -> None:
 
 
 def _follow(pkt, idx, out, tbl, family, follow, max_depth, depth) -> None:
-    for kind, addr, size in pkt.refs:
-        if kind != "pm4_ib" or size == 0:
-            continue
-        try:
-            data = follow(addr, size)
-        except Exception as e:  # a bad address must not stop the walk
-            pkt.error = f"cannot read IB at {addr:#x}: {e}"
-            continue
-        if data is None:
-            continue
-        ib = as_dwords(data)
-        _walk(ib, 0, min(len(ib), size), tbl, out, family, follow, max_depth, depth + 1, idx)
+    for ib, n in followed_ibs(pkt, "pm4_ib", follow):
+        _walk(ib, 0, n, tbl, out, family, follow, max_depth, depth + 1, idx)
 
 
 def scan(dwords) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

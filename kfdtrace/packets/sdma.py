@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from kfdtrace.errors import PacketError
-from kfdtrace.packets.table import (B, D, FIELD_META, SUMMARY, Compiled, Layout, Nat, P, Packet, Q, as_array,
+from kfdtrace.packets.table import (followed_ibs, B, D, FIELD_META, SUMMARY, Compiled, Layout, Nat, P, Packet, Q, as_array,
                                     as_dwords, chain_offsets, compile_function, default_summary, ident, no_gc,
                                     resolve_family, sdma_key, truncated)
 
@@ -321,17 +321,8 @@ def _walk(d, p, e, tbl, out, follow, max_depth, depth, parent) -> None:
         app(pkt)
         if following and pkt.refs:
             idx = len(out) - 1
-            for kind, addr, size in pkt.refs:
-                if kind != "sdma_ib" or size == 0:
-                    continue
-                try:
-                    data = follow(addr, size)
-                except Exception as ex:  # a bad address must not stop the walk
-                    pkt.error = f"cannot read IB at {addr:#x}: {ex}"
-                    continue
-                if data is not None:
-                    ib = as_dwords(data)
-                    _walk(ib, 0, min(len(ib), size), tbl, out, follow, max_depth, depth + 1, idx)
+            for ib, n in followed_ibs(pkt, "sdma_ib", follow):
+                _walk(ib, 0, n, tbl, out, follow, max_depth, depth + 1, idx)
         p += pkt.length
 
 

@@ -539,6 +539,23 @@ def sdma_key(family) -> int:
     return k if k is not None else resolve_family(family).sdma_gen
 
 
+def followed_ibs(pkt: Packet, kind: str | None, follow):
+    """The indirect buffers a packet references (`kind` refs, or every ref if None) that
+    `follow(addr, ndwords)` can read: yields (dwords, length). A reference it cannot read marks
+    the packet's `error` and is skipped — a bad address must not stop a walk."""
+    for k, addr, size in pkt.refs:
+        if (kind is not None and k != kind) or size == 0:
+            continue
+        try:
+            data = follow(addr, size)
+        except Exception as e:
+            pkt.error = f"cannot read IB at {addr:#x}: {e}"
+            continue
+        if data is not None:
+            ib = as_dwords(data)
+            yield ib, min(len(ib), size)
+
+
 def as_dwords(data) -> list[int]:
     """A list of Python ints from a list/tuple of dwords, a numpy array or little-endian bytes."""
     if isinstance(data, list):

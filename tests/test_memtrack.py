@@ -12,20 +12,19 @@ import threading
 import numpy as np
 import pytest
 
+from kfdtrace.port.host import libc_mmap, libc_munmap
 from kfdtrace.record import memtrack as mt
 from kfdtrace.record.memtrack import COMPARE, SOFT_DIRTY, UFFD_WP, MemTrackError, WriteTracker
 
 P = mt.PAGE
 PROT_NONE, MAP_FIXED = 0, 0x10
-MAP_FAILED = ctypes.c_void_p(-1).value
 MADV_HUGEPAGE = 14
 _madvise = mt._libc.madvise
 _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def _map(size, flags, fd=-1, addr=None, prot=mmap.PROT_READ | mmap.PROT_WRITE):
-    a = mt._mmap(addr, size, prot, flags | (MAP_FIXED if addr else 0), fd, 0)
-    assert a not in (None, MAP_FAILED), os.strerror(ctypes.get_errno())
+    a = libc_mmap(addr or 0, size, prot, flags | (MAP_FIXED if addr else 0), fd, 0)
     return a
 
 
@@ -41,7 +40,7 @@ class Mapping:
             raw = _map(self.size + (2 << 20), mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                        prot=PROT_NONE)
             self.addr = (raw + (2 << 20) - 1) & ~((2 << 20) - 1)
-            mt._munmap(raw, self.size + (2 << 20))
+            libc_munmap(raw, self.size + (2 << 20))
             _map(self.size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, addr=self.addr)
             _madvise(self.addr, self.size, MADV_HUGEPAGE)
         elif kind == "shared-anon":
@@ -59,7 +58,7 @@ class Mapping:
 
     def close(self):
         self.cpu = self.emu = None
-        mt._munmap(self.addr, self.size)
+        libc_munmap(self.addr, self.size)
         if self._emu_mm is not None:
             self._emu_mm.close()
             os.close(self.fd)
@@ -132,7 +131,7 @@ def _soft_dirty_works() -> bool:
     except OSError:
         return False
     finally:
-        mt._munmap(a, P)
+        libc_munmap(a, P)
 
 
 METHODS = [UFFD_WP, SOFT_DIRTY, COMPARE]
@@ -327,9 +326,9 @@ def test_genuine_registration_failures(mappings):
         t1.collect(), t2.collect()
         m.cpu[P] ^= 1
         assert set(_pages(t1.collect(), m.addr)) == set(_pages(t2.collect(), m.addr)) == {1}
-        drop = mt._mmap(None, 4 * P, 3, 0x08 | mmap.MAP_ANONYMOUS, -1, 0)    # MAP_DROPPABLE
-        if drop in (None, MAP_FAILED):
-            drop = None
+        try:
+            drop = libc_mmap(0, 4 * P, 3, 0x08 | mmap.MAP_ANONYMOUS, -1, 0)    # MAP_DROPPABLE
+        except OSError:
             pytest.skip("MAP_DROPPABLE not supported")
         t1.track(drop, 4 * P)
         assert t1.stats["per_method"][COMPARE]["ranges"] == 1
@@ -337,7 +336,7 @@ def test_genuine_registration_failures(mappings):
     finally:
         t1.close(), t2.close()
         if drop:
-            mt._munmap(drop, 4 * P)
+            libc_munmap(drop, 4 * P)
 
 
 def test_scan_failure_degrades_without_losing_writes(mappings, monkeypatch):
@@ -380,12 +379,12 @@ def test_no_exception_escapes(method, mappings):
     t = _tracker(method)
     try:
         hole = _map(4 * P, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        mt._munmap(hole, 4 * P)                # an address range with nothing mapped
+        libc_munmap(hole, 4 * P)                # an address range with nothing mapped
         t.track(hole, 4 * P)
         assert t.collect() == []
         m = mappings("memfd", 4)
         t.track(m.addr, m.size)
-        mt._munmap(m.addr, m.size)             # unmapped without untrack: must not crash
+        libc_munmap(m.addr, m.size)             # unmapped without untrack: must not crash
         m.addr = _map(P, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # let close() unmap this
         m.size = P
         assert t.collect() == []
@@ -599,6 +598,9 @@ def test_gather_takes_runs_of_any_shape():
         assert got.tobytes() == b"".join(view[a:b].tobytes() for a, b in runs.tolist())
         out = np.zeros(got.size + 7, np.uint8)[:got.size]
         assert mt.gather(view, runs, out) is out and out.tobytes() == got.tobytes()
+        base, sizes = 0x7F12_3450_0000, []          # address rows, a staging function for `out`
+        by_addr = mt.gather(view, runs + base, lambda n: sizes.append(n) or np.zeros(n, np.uint8), base)
+        assert by_addr.tobytes() == got.tobytes() and sizes == [got.size]
 
 
 def test_staging_buffers_are_handed_out_again_only_when_free():

@@ -45,6 +45,7 @@ import time
 import numpy as np
 
 from kfdtrace.errors import KfdtraceError
+from kfdtrace.port.host import libc_mmap, libc_munmap
 
 PAGE = mmap.PAGESIZE
 PAGE_SHIFT = PAGE.bit_length() - 1
@@ -117,13 +118,7 @@ _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _msync = _libc.msync
 _msync.restype = ctypes.c_int
 _msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_mmap = _libc.mmap
-_mmap.restype = ctypes.c_void_p
-_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                  ctypes.c_long]
-_munmap = _libc.munmap
-_munmap.restype = ctypes.c_int
-_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_mmap, _munmap = libc_mmap, libc_munmap        # (the names bench/memtrack.py uses)
 _MS_ASYNC = 1
 _madvise = _libc.madvise
 _madvise.restype = ctypes.c_int
@@ -160,12 +155,20 @@ def _is_mapped(start: int, length: int) -> bool:
 
 
 def _probe_pages(n: int) -> int:
-    """n anonymous private read/write pages for a self-test (unmapped with `_munmap`)."""
-    addr = _mmap(None, n * PAGE, mmap.PROT_READ | mmap.PROT_WRITE,
-                 mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-    if addr is None or addr == ctypes.c_void_p(-1).value:
-        raise _Unavailable(f"mmap of {n} probe pages failed: {_errname(ctypes.get_errno())}")
-    return addr
+    """n anonymous private read/write pages for a self-test (unmapped with `_unmap_probe`)."""
+    try:
+        return libc_mmap(0, n * PAGE, mmap.PROT_READ | mmap.PROT_WRITE,
+                         mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    except OSError as e:
+        raise _Unavailable(f"mmap of {n} probe pages failed: {_errname(e.errno)}") from None
+
+
+def _unmap_probe(addr: int, n: int) -> None:
+    """Unmap `_probe_pages`; a failure (cannot happen for our own mapping) is not the self-test's."""
+    try:
+        libc_munmap(addr, n * PAGE)
+    except OSError:
+        pass
 
 
 _NO_RUNS = np.zeros((0, 2), np.int64)
@@ -205,26 +208,32 @@ def _join_runs(runs: np.ndarray) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
-def gather(view: np.ndarray, runs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The bytes of `view` (uint8, a whole number of pages) at the page-aligned [start, end)
-    offset rows of `runs`, concatenated into `out` (or a new array): one numpy copy, however
-    many runs (isolated pages are the common case: a take of page rows)."""
-    lens = runs[:, 1] - runs[:, 0]
+def gather(view: np.ndarray, runs: np.ndarray, out=None, base: int = 0) -> np.ndarray:
+    """The bytes of `view` (uint8, a whole number of pages, starting at address `base`) at the
+    page-aligned [start, end) address rows of `runs`, concatenated into `out` (an array, a
+    function giving one of n bytes, or None: a new array): one numpy copy, however many runs
+    (isolated pages are the common case: a take of page rows). Every numpy call costs a few
+    microseconds here (the caches are cold before a submission), so they are kept few."""
+    starts = runs[:, 0]
+    lens = runs[:, 1] - starts
     nbytes = int(lens.sum())
     if out is None:
         out = np.empty(nbytes, np.uint8)
+    elif callable(out):
+        out = out(nbytes)
     if len(runs) <= 4:
         pos = 0
         for a, b in runs.tolist():
-            out[pos:pos + b - a] = view[a:b]
+            out[pos:pos + b - a] = view[a - base:b - base]
             pos += b - a
         return out
-    if nbytes == len(runs) * PAGE:      # single pages
-        idx = runs[:, 0] >> PAGE_SHIFT
-    else:       # page indices of every run: a running arange restarted at each run's first page
+    idx = starts >> PAGE_SHIFT          # page indices (a new array: modified in place below)
+    if base:
+        idx -= base >> PAGE_SHIFT
+    if nbytes != len(runs) * PAGE:      # not single pages: a running arange restarted at each run
         lens >>= PAGE_SHIFT
-        idx = np.arange(nbytes >> PAGE_SHIFT, dtype=np.int64)
-        idx += np.repeat((runs[:, 0] >> PAGE_SHIFT) - (np.cumsum(lens) - lens), lens)
+        idx = np.repeat(idx - (np.cumsum(lens) - lens), lens)
+        idx += np.arange(nbytes >> PAGE_SHIFT, dtype=np.int64)
     # mode="clip" (the indices are in range anyway) lets numpy write into `out` unbuffered
     view.reshape(-1, PAGE).take(idx, axis=0, out=out.reshape(-1, PAGE), mode="clip")
     return out
@@ -355,7 +364,7 @@ class _UffdWp:
                                    f"{[(s - addr) // PAGE for s, _ in first]} then "
                                    f"{[(s - addr) // PAGE for s, _ in second]}")
         finally:
-            _munmap(addr, 3 * PAGE)
+            _unmap_probe(addr, 3)
 
     def register(self, start: int, length: int) -> int:
         reg = _UffdioRegister(_UffdioRange(start, length), UFFDIO_REGISTER_MODE_WP, 0)
@@ -439,7 +448,7 @@ class _SoftDirty:
                                    f"after clear {after_clear}, after writing page 1 "
                                    f"{after_write}")
         finally:
-            _munmap(addr, 2 * PAGE)
+            _unmap_probe(addr, 2)
 
     def clear(self) -> None:
         fd = os.open(self.clear_refs, os.O_WRONLY | os.O_CLOEXEC)
@@ -773,13 +782,10 @@ class WriteTracker:
                 caps.sort(key=_first_address)
             return caps
 
-    def _gather(self, r: _Range, runs: np.ndarray) -> np.ndarray:
-        """The bytes at the [start, end) offset rows `runs` of range `r`, into a staging buffer."""
-        if len(runs) == 1:
-            n = int(runs[0, 1] - runs[0, 0])
-        else:
-            n = int(runs[:, 1].sum() - runs[:, 0].sum())
-        return gather(r.view(), runs, self._staging.take(n))
+    def _gather(self, r: _Range, runs: np.ndarray, absolute: bool = False) -> np.ndarray:
+        """The bytes at the [start, end) rows `runs` of range `r` (offsets in it, or addresses
+        if `absolute`), into a staging buffer."""
+        return gather(r.view(), runs, self._staging.take, r.start if absolute else 0)
 
     def _collect_uffd(self, ranges: list[_Range]) -> tuple[list, int]:
         out, scanned, clock, detect = [], 0, time.perf_counter, 0.0
@@ -834,7 +840,7 @@ class WriteTracker:
                         continue
                     mine, r.initial = np.array([[r.start, r.end]], np.int64), False
                 if len(mine):
-                    out.append((mine, self._gather(r, mine - r.start)))
+                    out.append((mine, self._gather(r, mine, True)))
         self.stats["per_method"][UFFD_WP]["detect_s"] += detect
         # ranges degraded above are picked up by the compare pass of this same collect
         return out, scanned // PAGE

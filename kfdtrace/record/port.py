@@ -362,7 +362,7 @@ def _nonzero(runs: np.ndarray, data: np.ndarray):
 def _run_table(runs: np.ndarray) -> bytes:
     """The `runs` field of a memwrite_runs record: [start, end) offsets from the first run, as
     little-endian u64 pairs (the int64 rows as they are: non-negative, x86/arm64 byte order)."""
-    return (runs - runs[0, 0]).astype("<u8", copy=False).tobytes()
+    return (runs - runs[0, 0]).view(np.uint64).astype("<u8", copy=False).tobytes()   # (no copy on LE)
 
 
 def _differing_pages(cur: int, old: int, size: int) -> list[int]:

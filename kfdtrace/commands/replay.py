@@ -6,12 +6,12 @@ Exit status: 0 matched, 1 diverged, 2 error, hang or refusal, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from kfdtrace.commands._backend import add_backend_options, positive_float
 from kfdtrace.errors import KfdtraceError
+from kfdtrace.replay.report import write_json
 
 EPILOG = """reorder policies: recorded (default), serialize, reverse, random (with --seed), delay:QUEUE:N
 
@@ -75,7 +75,7 @@ def run(args) -> int:
                         progress=not args.no_progress and sys.stderr.isatty(), **common)
     except ReplayRefused as e:
         if args.json:
-            _dump({"trace": args.trace, "status": "refused", "exit_status": 2, "message": str(e)}, args.json)
+            write_json({"trace": args.trace, "status": "refused", "exit_status": 2, "message": str(e)}, args.json)
         raise
     print(report.text())
     if args.json:
@@ -102,7 +102,7 @@ def _explore(args, explore, common) -> int:
     else:
         print(f"all {args.explore} schedules matched the recording")
     if args.json:
-        _dump(res, args.json)
+        write_json(res, args.json)
     return 1 if res["diverging"] else 0
 
 
@@ -116,13 +116,3 @@ def _check_output(path: str) -> None:
         raise KfdtraceError(f"--json {path}: not writable")
 
 
-def _dump(obj, path: str) -> None:
-    text = json.dumps(obj, indent=1, default=str)
-    if path == "-":
-        print(text)
-    else:
-        try:
-            with open(path, "w") as fh:
-                fh.write(text + "\n")
-        except OSError as e:
-            raise KfdtraceError(f"cannot write the report to {path}: {e.strerror}") from None

@@ -107,15 +107,7 @@ class Report:
                 "teardown": self.teardown}
 
     def write_json(self, path: str) -> None:
-        data = json.dumps(self.to_dict(), indent=1, default=_jsonable)
-        if path == "-":
-            print(data)
-        else:
-            try:
-                with open(path, "w") as fh:
-                    fh.write(data + "\n")
-            except OSError as e:
-                raise KfdtraceError(f"cannot write the report to {path}: {e.strerror}") from None
+        write_json(self.to_dict(), path)
 
     def text(self) -> str:
         i = self.info
@@ -149,6 +141,19 @@ class Report:
         return "\n".join(lines)
 
 
+def write_json(obj, path: str) -> None:
+    """`obj` as indented JSON to `path` ("-" = stdout); an unwritable path is a KfdtraceError."""
+    data = json.dumps(obj, indent=1, default=_jsonable)
+    if path == "-":
+        print(data)
+        return
+    try:
+        with open(path, "w") as fh:
+            fh.write(data + "\n")
+    except OSError as e:
+        raise KfdtraceError(f"cannot write the report to {path}: {e.strerror}") from None
+
+
 def _jsonable(o):
     if isinstance(o, (bytes, bytearray)):
         return o.hex()
@@ -157,4 +162,4 @@ def _jsonable(o):
     return str(o)
 
 
-__all__ = ["Report", "STATUS_EXIT"]
+__all__ = ["Report", "STATUS_EXIT", "write_json"]

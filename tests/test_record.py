@@ -195,6 +195,19 @@ def test_memwrites_and_checksums_hold_the_workload_data(sdma_copy):
     assert sums[(vram["va"], size)] == struct.pack("<I", zlib.crc32(data.tobytes()))
 
 
+def test_signal_pool_is_captured_but_not_checksummed(sdma_copy):
+    """The driver declares its signal pools: the CPU-written signal slots still become memwrites,
+    but no wait checksums the pool (each wait records the value it saw), while the data buffers
+    are checksummed."""
+    r = sdma_copy
+    tl = r.kind("signal")[0]["timeline"]
+    (pool,) = [a for a in r.kind("alloc") if a["va"] <= tl < a["va"] + a["size"]]
+    assert [va for m, va, _ in r.memwrites() if m["alloc"] == pool["handle"]], "signal slot not captured"
+    sums = r.kind("checksum")
+    assert sums and not [c for c in sums if pool["va"] <= c["va"] < pool["va"] + pool["size"]]
+    assert not [m for m in r.kind("marker") if "signal_pool" in m["label"]]
+
+
 # -- memory capture, precisely ---------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [None, 3, 11])
 def test_memwrite_holds_exactly_what_the_cpu_wrote(tmp_path, monkeypatch, seed):

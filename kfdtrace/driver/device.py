@@ -238,8 +238,12 @@ class Device:
     def _signal_slot(self) -> tuple[Buffer, int]:
         """A 64-byte, 64-byte aligned amd_signal_t slot carved from GTT pages of this device."""
         if not self._signal_pools or self._signal_next >= self._signal_pools[-1].size:
-            self._signal_pools.append(self.alloc(64 << 10, "gtt", _internal=True))
+            pool = self.alloc(64 << 10, "gtt", _internal=True)
+            self._signal_pools.append(pool)
             self._signal_next = 0
+            # only amd_signal_t slots live here: a recorder need not checksum it at every wait,
+            # since each wait records the value it saw
+            self.port.annotate("signal_pool", va=pool.address, size=pool.size, gpu_id=self.gpu_id)
         off = self._signal_next
         self._signal_next += 64
         return self._signal_pools[-1], off

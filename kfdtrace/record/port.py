@@ -162,7 +162,7 @@ class Alloc:
         self.cpu: int | None = None      # CPU address of the live mapping
         self.cpu_len = 0
         self.readable = False
-        self.role: str | None = None     # ring, queue_ptrs, eop, cwsr, event_page: not checksummed
+        self.role: str | None = None     # ring, queue_ptrs, eop, cwsr, event_page, signals: not checksummed
         self.fresh = False               # tracked since the last collect: zero pages are elided
         self.tracked = False
         self.digest: int | None = None   # crc32 in the last checksum record
@@ -198,31 +198,35 @@ class PtrPage:
     at each capture instead of being tracked (see RecordingPort._exclude_queue). The compare
     takes the page as bytes (one memcpy) and compares slices: cheaper than calls into libc."""
 
-    __slots__ = ("alloc", "page", "slots", "shadow", "segments", "live")
+    __slots__ = ("alloc", "page", "slots", "shadow", "segments", "live", "expect", "cuts")
 
     def __init__(self, alloc: Alloc, page: int):
         self.alloc, self.page = alloc, page
         self.slots: list[tuple[int, int, object]] = []    # (start, end) offsets in the page, queue
         self.live = (ctypes.c_char * PAGE).from_address(page)
         self.shadow = self.live.raw                       # the page as last recorded
+        self.expect = bytearray(self.shadow)              # shadow with the slots' current bytes
         self.segments: list[tuple[int, int]] = [(0, PAGE)]
+        self.cuts: list[tuple[int, int]] = []
 
     def reset(self) -> None:
         """Slots changed: recompute the compared segments and take the page as it is now."""
-        cuts = sorted((s, e) for s, e, _ in self.slots)
+        self.cuts = cuts = sorted((s, e) for s, e, _ in self.slots)
         self.segments, pos = [], 0
         for s, e in cuts + [(PAGE, PAGE)]:
             if pos < s:
                 self.segments.append((pos, s))
             pos = max(pos, e)
         self.shadow = self.live.raw
+        self.expect = bytearray(self.shadow)
 
     def changed(self) -> bool:
-        cur, sh = self.live.raw, self.shadow
-        for s, e in self.segments:
-            if cur[s:e] != sh[s:e]:
-                return True
-        return False
+        """Did a byte outside the pointer slots change? (The slots' current bytes are copied into
+        `expect`, then the page is compared whole: one memcmp, no slices of the page.)"""
+        cur, ex = self.live.raw, self.expect
+        for s, e in self.cuts:
+            ex[s:e] = cur[s:e]
+        return cur != ex
 
     def take(self) -> list[tuple[int, bytes]]:
         """(offset, bytes) of the segments outside the pointer slots that changed; updates the copy."""
@@ -236,6 +240,7 @@ class PtrPage:
                 parts += (sh[pos:s], data)
                 pos = s + len(data)
             self.shadow = b"".join(parts) + sh[pos:]
+            self.expect = bytearray(self.shadow)
         return out
 
 
@@ -455,6 +460,9 @@ class RecordingPort(Port):
 
     def __init__(self, inner: Port, recorder):
         self.inner = inner
+        # the host and emulated ports ignore annotations: not passing them on saves a call per
+        # signal and wait (a wrapped port that does something with them still gets them)
+        self._inner_annotates = getattr(type(inner), "annotate", Port.annotate) is not Port.annotate
         self.rec = recorder
         self.backend = inner.backend
         self._lock = threading.RLock()
@@ -851,11 +859,8 @@ class RecordingPort(Port):
             caps = self.rec.collect(self.fresh_allocs)
             ptr = None
             for pp in self.ptr_pages.values():      # pointer pages: compared, not tracked
-                cur, sh = pp.live.raw, pp.shadow
-                for s, e in pp.segments:
-                    if cur[s:e] != sh[s:e]:
-                        ptr = (ptr or []) + [pp]
-                        break
+                if pp.changed():
+                    ptr = (ptr or []) + [pp]
             if not caps and ptr is None and not self.fresh_allocs:
                 self.rec.stats["captures"] += 1
                 return 0
@@ -1066,7 +1071,8 @@ class RecordingPort(Port):
                 self._annotate(kind, f)
         except Exception as e:          # a recorder bug: reported, never the program's problem
             self.rec.problem("annotate", e)
-        self.inner.annotate(kind, **fields)
+        if self._inner_annotates:
+            self.inner.annotate(kind, **fields)
 
     def _annotate(self, kind: str, f: dict) -> None:
         if kind == "codeobj":
@@ -1077,13 +1083,20 @@ class RecordingPort(Port):
         elif kind == "marker":
             self._w("marker", label=str(f.get("label", "")))
         else:
+            if kind == "signal_pool":   # the driver's signal slots: the waits record their values
+                a = self.by_va.find(int(f.get("va", 0)))
+                if a is not None and a.role is None:
+                    a.role = "signals"
+                    self._mappings_changed()
+                return                  # driver bookkeeping, not a user marker
             self._w("marker", label=f"annotation:{kind}",
                     fields={k: v for k, v in f.items() if isinstance(v, (int, str, bool, float, type(None)))})
 
     def checksums(self) -> int:
         """After a successful CPU wait that followed GPU work: crc32 checksums of the
         CPU-readable allocations the GPU may have written (not rings, queue pointers, EOP/CWSR
-        areas or the event page), for replay to compare.
+        areas, the event page, or the signal pools the driver declares: each wait records the value it
+        saw), for replay to compare.
 
         The first pass covers each allocation whole. Later passes write records only for the
         page runs that changed since the memory was last checksummed (found by comparing with a

@@ -198,7 +198,7 @@ def bench_capture(tmp: str, size: int = 256 << 20, rounds: int = 8) -> dict:
                 q.copy(dst, buf, 4096, src_offset=int(idx[0]) * 4096)
                 q.signal(t, r + 2)
                 t.wait(r + 2)
-            floor = _capture_floor(rec.tracker, view, rng, rounds)
+            floor = _capture_floor(rec.tracker, view, rng, rounds, lambda: np.array_equal(view, view))
     finally:
         rec.uninstall()
     s = rec.finish()
@@ -216,11 +216,12 @@ def bench_capture(tmp: str, size: int = 256 << 20, rounds: int = 8) -> dict:
     }
 
 
-def _capture_floor(tracker, view, rng, rounds: int) -> tuple[float, float]:
+def _capture_floor(tracker, view, rng, rounds: int, compare) -> tuple[float, float]:
     """The least any capture of (c) can cost here: the kernel's PAGEMAP_SCAN of the buffer
     alone, then one numpy copy of the pages it reports, with no recorder around them (medians
-    over the rounds; the same 1% of pages written before each). A capture must do both before
-    the doorbell: the GPU may overwrite the pages once it runs."""
+    over the rounds; the same 1% of pages written before each, and a whole-buffer compare
+    between rounds as in the timed rounds, which leaves the caches as cold). A capture must do
+    both before the doorbell: the GPU may overwrite the pages once it runs."""
     from kfdtrace.record.memtrack import gather
 
     base = view.ctypes.data
@@ -237,6 +238,7 @@ def _capture_floor(tracker, view, rng, rounds: int) -> tuple[float, float]:
         t2 = time.perf_counter()
         scans.append(t1 - t0)
         copies.append(t2 - t1)
+        compare()
     return statistics.median(scans), statistics.median(copies)
 
 

@@ -255,6 +255,36 @@ def test_memwrite_holds_exactly_what_the_cpu_wrote(tmp_path, monkeypatch, seed):
     assert r.reader.notes["recorder"]["submits"] == len(subs) == 5
 
 
+def test_pointer_page_bytes_outside_the_slots_become_memwrites(tmp_path):
+    """The page holding a queue's read/write pointers is compared, not tracked: the pointers the
+    driver and the GPU store at every submission are never a memwrite; other bytes the CPU writes
+    there are (the segment between slots that holds them), before the submission that follows."""
+    from kfdtrace.driver import open_device
+
+    def work():
+        with open_device() as dev:
+            src, dst = dev.alloc(4096, "gtt"), dev.alloc(4096, "vram")
+            q, t = dev.sdma_queue(), dev.timeline()
+            for i in range(1, 4):
+                if i == 3:
+                    q.ptrs.view(np.uint32)[512:514] = (0x11223344, 0x55667788)   # offset 2048
+                q.copy(dst, src, 256)
+                q.signal(t, i)
+                t.wait(i)
+            return q.ptrs.address, q.wptr_addr, q.rptr_addr
+
+    r = Recording(tmp_path / "p.trace", work)
+    page, wptr_addr, rptr_addr = r.result
+    # the segment between the write pointer's slot (offset 64) and the page end holds the change
+    want = bytearray(4096)
+    want[2048:2056] = struct.pack("<II", 0x11223344, 0x55667788)
+    mine = [(m, va, b) for m, va, b in r.memwrites() if page <= va < page + 4096]
+    assert [(va, b) for _, va, b in mine] == [(page + 72, bytes(want[72:]))]
+    assert mine[-1][0].n < r.kind("submit")[-1].n
+    for _, lo, b in mine:
+        assert not lo <= wptr_addr < lo + len(b) and not lo <= rptr_addr < lo + len(b)
+
+
 def test_markers_and_code_objects(tmp_path):
     from kfdtrace.driver import open_device
 

@@ -196,7 +196,8 @@ class Queue:
 class PtrPage:
     """A CPU page holding queue read/write pointers, compared with a copy (pointer slots masked)
     at each capture instead of being tracked (see RecordingPort._exclude_queue). The compare
-    takes the page as bytes (one memcpy) and compares slices: cheaper than calls into libc."""
+    takes the page as bytes (one memcpy), puts the slots' current bytes into a copy of the
+    shadow and compares the two whole: cheaper than slices or calls into libc."""
 
     __slots__ = ("alloc", "page", "slots", "shadow", "segments", "live", "expect", "cuts")
 
